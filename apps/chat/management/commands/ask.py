@@ -1,0 +1,74 @@
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.chat import services
+
+
+class Command(BaseCommand):
+    help = "Answer a question through the same pipeline as the chat (retrieval, prompt, model)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("question")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, **options):
+        try:
+            conversation = services.conversation_for(user=None, title=options["question"])
+            events = services.answer_stream(question=options["question"], conversation=conversation)
+            citations, pieces, done, errors = [], [], None, []
+            for event in events:
+                kind = event["type"]
+                if kind == "citations":
+                    citations = event["items"]
+                    if not options["json"]:
+                        self._print_citations(citations)
+                elif kind == "token":
+                    pieces.append(event["text"])
+                    if not options["json"]:
+                        self.stdout.write(event["text"], ending="")
+                        self.stdout.flush()
+                elif kind == "error":
+                    errors.append(event)
+                elif kind == "done":
+                    done = event
+        except services.InvalidQuestion as exc:
+            raise CommandError(str(exc)) from exc
+        timings = done["timings"] if done else {}
+        if options["json"]:
+            result = {
+                "answer": done["answer"] if done else "".join(pieces),
+                "citations": [
+                    {"document": c["document"], "page": c["page"], "score": c["score"], "text": c["text"]}
+                    for c in citations
+                ],
+                "timings": {
+                    "retrieval_ms": timings.get("retrieval_ms"),
+                    "ttft_ms": timings.get("ttft_ms"),
+                    "tokens_per_s": timings.get("tokens_per_s"),
+                },
+                "status": done["status"] if done else "failed",
+            }
+            if errors:
+                result["error"] = errors[-1]["detail"]
+            self.stdout.write(json.dumps(result, ensure_ascii=False))
+        else:
+            self.stdout.write("")
+            if timings:
+                self.stderr.write(
+                    f"[retrieval {timings.get('retrieval_ms')} ms · first token {timings.get('ttft_ms')} ms · "
+                    f"{timings.get('tokens_per_s')} tok/s · {done['status']}]"
+                )
+        if errors:
+            for e in errors:
+                sys.stderr.write(f"error: {e['code']}: {e['detail']}\n")
+            raise CommandError("the answer failed")
+
+    def _print_citations(self, citations):
+        if not citations:
+            self.stdout.write("(no relevant passage in the manuals)\n")
+            return
+        for c in citations:
+            self.stdout.write(f"[{c['n']}] {c['document']}, page {c['page']} (score {c['score']:.2f})")
+        self.stdout.write("")

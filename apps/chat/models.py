@@ -1,0 +1,76 @@
+from django.conf import settings
+from django.db import models
+
+
+class Conversation(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated"]
+
+    def __str__(self):
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "Technician"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        STREAMING = "streaming", "Streaming"
+        COMPLETED = "completed", "Completed"
+        NOT_COVERED = "not_covered", "Not covered by the manuals"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETED)
+    error = models.TextField(blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    completed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "pk"]
+
+
+class Citation(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")
+    rank = models.PositiveSmallIntegerField()  # the [n] the answer uses
+    document = models.ForeignKey("knowledge.Document", null=True, blank=True, on_delete=models.SET_NULL)
+    file_name = models.CharField(max_length=255)
+    page = models.PositiveIntegerField()
+    chunk_index = models.PositiveIntegerField(default=0)
+    score = models.FloatField()
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["rank"]
+
+    def as_dict(self) -> dict:
+        return {
+            "n": self.rank,
+            "document_id": self.document_id,
+            "document": self.file_name,
+            "page": self.page,
+            "score": round(self.score, 4),
+            "text": self.text,
+            "url": self.url,
+        }
+
+    @property
+    def url(self) -> str | None:
+        if not self.document_id:
+            return None
+        from django.urls import reverse
+
+        url = reverse("knowledge:file", args=[self.document_id])
+        return f"{url}#page={self.page}" if self.file_name.lower().endswith(".pdf") else url

@@ -1,0 +1,25 @@
+"""Markdown to safe HTML for answers: nothing a manual or the model writes can run on the page."""
+import re
+
+import markdown
+import nh3
+
+ALLOWED_TAGS = {
+    "p", "br", "strong", "em", "b", "i", "code", "pre", "blockquote", "ul", "ol", "li",
+    "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "hr", "sup", "a",
+}
+_CITE = re.compile(r"\[(\d{1,2})\]")
+
+
+def render_answer(text: str, citation_count: int = 0) -> str:
+    """Markdown → sanitized HTML; [n] markers that match a citation become links to it."""
+    html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])
+    safe = nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href", "class"}}, url_schemes={"http", "https"}, link_rel="noopener noreferrer")
+
+    def link(match: re.Match) -> str:
+        n = int(match.group(1))
+        if 1 <= n <= citation_count:
+            return f'<a class="cite" href="#cite-{n}">[{n}]</a>'
+        return match.group(0)
+
+    return _CITE.sub(link, safe)

@@ -1,0 +1,197 @@
+"""The answer pipeline, shared by the chat websocket and ``manage.py ask``.
+
+``answer_stream`` is a plain (blocking) generator of protocol events — see docs/protocol.md:
+evidence first (citations), then the queue position, then tokens, then ``done``. The chat
+consumer runs it in a worker thread; the ask command iterates it directly.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Iterator
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from apps.chat.models import Citation, Conversation, Message
+from apps.chat.prompting import NOT_COVERED, build_prompt
+from apps.chat.rendering import render_answer
+from apps.knowledge.selectors import passages_search
+from models.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2000
+
+
+class InvalidQuestion(ValueError):
+    pass
+
+
+def question_clean(question) -> str:
+    if not isinstance(question, str):
+        raise InvalidQuestion("the question must be text")
+    question = question.strip()
+    if not question:
+        raise InvalidQuestion("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidQuestion(f"the question is too long (over {MAX_QUESTION_CHARS} characters)")
+    return question
+
+
+def conversation_for(*, user, conversation_id=None, title: str = "") -> Conversation:
+    """The user's conversation ``conversation_id``, or a new one. Others' conversations: DoesNotExist."""
+    if conversation_id:
+        return Conversation.objects.get(pk=conversation_id, user=user)
+    return Conversation.objects.create(user=user if getattr(user, "is_authenticated", False) else None, title=title[:200])
+
+
+def answer_stream(
+    *, question: str, conversation: Conversation, cancel: threading.Event | None = None
+) -> Iterator[dict]:
+    """Answer ``question`` in ``conversation``, yielding protocol events as they happen."""
+    from models.llm import generation_queue, get_language_model
+
+    cancel = cancel or threading.Event()
+    received = time.perf_counter()
+    question = question_clean(question)
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
+    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING)
+    if not conversation.title:
+        conversation.title = question[:200]
+    conversation.save(update_fields=["title", "updated"])
+    yield {"type": "accepted", "conversation": conversation.pk, "message": answer.pk}
+
+    # 1. Evidence first: retrieve and show the passages before the model is even asked.
+    passages, retrieval_ms = passages_search(question)
+    citations = _citations_save(answer, passages)
+    yield {
+        "type": "citations",
+        "message": answer.pk,
+        "items": [c.as_dict() for c in citations],
+        "retrieval_ms": round(retrieval_ms, 1),
+    }
+    timings = {"retrieval_ms": round(retrieval_ms, 1)}
+
+    if not passages:
+        yield {"type": "token", "message": answer.pk, "text": NOT_COVERED}
+        yield _finish(answer, NOT_COVERED, Message.Status.NOT_COVERED, timings, received, 0)
+        return
+
+    # 2. Wait for the model: one generation at a time per process.
+    ticket = generation_queue.join()
+    pieces: list[str] = []
+    first_token_at = None
+    status = Message.Status.COMPLETED
+    try:
+        queued_at = time.perf_counter()
+        for ahead in generation_queue.wait_turn(ticket, cancelled=cancel.is_set):
+            yield {"type": "queued", "message": answer.pk, "position": ahead}
+        timings["queue_ms"] = round((time.perf_counter() - queued_at) * 1000, 1)
+        if cancel.is_set():
+            yield _finish(answer, "", Message.Status.STOPPED, timings, received, 0)
+            return
+        try:
+            model = get_language_model()
+            prompt = build_prompt(question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS)
+        except ModelUnavailable as exc:
+            yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
+            yield _finish(answer, "", Message.Status.FAILED, timings, received, 0, error=str(exc))
+            return
+        answer.model_name = model.name
+        timings["prompt_tokens"] = prompt.prompt_tokens
+        Message.objects.filter(pk=answer.pk).update(status=Message.Status.STREAMING, model_name=model.name)
+        generation_started = time.perf_counter()
+        try:
+            for piece in model.stream_chat(
+                prompt.messages,
+                max_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
+                temperature=settings.NANOSENTRI_LLM_TEMPERATURE,
+                should_stop=cancel.is_set,
+            ):
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    timings["ttft_ms"] = round((first_token_at - received) * 1000, 1)
+                    timings["model_ttft_ms"] = round((first_token_at - generation_started) * 1000, 1)
+                pieces.append(piece)
+                yield {"type": "token", "message": answer.pk, "text": piece}
+        except ModelUnavailable as exc:
+            yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
+            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at, error=str(exc))
+            return
+        except Exception as exc:
+            log.exception("generation failed for message %s", answer.pk)
+            yield {"type": "error", "message": answer.pk, "code": "generation_failed", "detail": f"{exc.__class__.__name__}: {exc}"}
+            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at, error=str(exc))
+            return
+        if cancel.is_set():
+            status = Message.Status.STOPPED
+    finally:
+        generation_queue.leave(ticket)
+    yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at)
+
+
+def _citations_save(answer: Message, passages) -> list[Citation]:
+    from apps.knowledge.models import Document
+
+    existing = set(Document.objects.filter(pk__in=[p.document_id for p in passages]).values_list("pk", flat=True))
+    citations = [
+        Citation(
+            message=answer,
+            rank=i + 1,
+            document_id=p.document_id if p.document_id in existing else None,
+            file_name=p.file_name,
+            page=p.page,
+            chunk_index=p.chunk_index,
+            score=p.score,
+            text=p.text,
+        )
+        for i, p in enumerate(passages)
+    ]
+    return Citation.objects.bulk_create(citations)
+
+
+def _finish(answer, text, status, timings, received, token_count, first_token_at=None, error="") -> dict:
+    now = time.perf_counter()
+    timings.setdefault("ttft_ms", None)
+    timings["tokens"] = token_count
+    if first_token_at is not None and token_count > 1 and now > first_token_at:
+        timings["tokens_per_s"] = round((token_count - 1) / (now - first_token_at), 2)
+    else:
+        timings["tokens_per_s"] = None
+    timings["total_ms"] = round((now - received) * 1000, 1)
+    text = text.strip()
+    Message.objects.filter(pk=answer.pk).update(
+        content=text, status=status, timings=timings, error=error, completed=timezone.now()
+    )
+    return {
+        "type": "done",
+        "message": answer.pk,
+        "status": status,
+        "answer": text,
+        "html": render_answer(text, answer.citations.count()),
+        "timings": timings,
+    }
+
+
+def run_answer_in_thread(*, question: str, conversation: Conversation, cancel: threading.Event, emit) -> threading.Thread:
+    """Run ``answer_stream`` in a thread, handing every event to ``emit`` (thread-safe callback)."""
+
+    def work():
+        try:
+            for event in answer_stream(question=question, conversation=conversation, cancel=cancel):
+                emit(event)
+        except InvalidQuestion as exc:
+            emit({"type": "error", "code": "invalid_question", "detail": str(exc)})
+        except Exception as exc:
+            log.exception("answer pipeline failed")
+            emit({"type": "error", "code": "internal_error", "detail": f"{exc.__class__.__name__}: {exc}"})
+        finally:
+            emit(None)  # end of stream
+            close_old_connections()
+
+    thread = threading.Thread(target=work, name="answer", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,16 @@
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import render
+
+from apps.chat.models import Conversation
+
+
+@login_required
+def chat(request, pk=None):
+    conversations = Conversation.objects.filter(user=request.user)[:50]
+    current = None
+    if pk is not None:
+        current = Conversation.objects.filter(pk=pk, user=request.user).prefetch_related("messages__citations").first()
+        if current is None:
+            raise Http404("no such conversation")
+    return render(request, "chat/chat.html", {"conversations": conversations, "current": current})

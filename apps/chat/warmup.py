@@ -1,0 +1,24 @@
+"""Load the models in the background when the server starts, so the first question is fast."""
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+
+def start_warmup() -> threading.Thread:
+    def work():
+        try:
+            from apps.knowledge.vector_index import get_vector_index
+            from models.embedding import get_embedder
+            from models.llm import get_language_model
+
+            get_embedder().embed(["warm up"])
+            get_vector_index()
+            model = get_language_model()
+            log.info("models ready: %s", model.name)
+        except Exception as exc:  # the chat reports the problem to the user when asked
+            log.warning("model warm-up failed: %s", exc)
+
+    thread = threading.Thread(target=work, name="warmup", daemon=True)
+    thread.start()
+    return thread

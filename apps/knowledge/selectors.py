@@ -1,0 +1,51 @@
+"""Reads: documents for the pages, passages for the answer pipeline."""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+
+from apps.knowledge.models import Document
+from apps.knowledge.vector_index import get_vector_index
+from ingest.index import Passage
+
+
+def document_list():
+    return Document.objects.select_related("uploaded_by").all()
+
+
+def _index_generation() -> tuple:
+    # Changes whenever a document is indexed or removed, by any process.
+    from django.db.models import Count, Max
+
+    agg = Document.objects.aggregate(n=Count("id"), last=Max("updated"))
+    return (agg["n"], agg["last"])
+
+
+_seen_generation = None
+
+
+def passages_search(question: str, *, top_k: int | None = None, min_score: float | None = None) -> tuple[list[Passage], float]:
+    """Top passages for ``question`` from indexed documents, and the milliseconds it took.
+
+    Hits below ``min_score`` and chunks of documents that are not (or no longer) indexed are
+    dropped, so a failed or half-finished ingest never shows up in an answer.
+    """
+    global _seen_generation
+    top_k = top_k or settings.NANOSENTRI_RETRIEVAL_TOP_K
+    min_score = settings.NANOSENTRI_RETRIEVAL_MIN_SCORE if min_score is None else min_score
+    started = time.perf_counter()
+    index = get_vector_index()
+    generation = _index_generation()
+    if _seen_generation is not None and generation != _seen_generation:
+        index.refresh()  # the worker (another process) changed the store
+    _seen_generation = generation
+    # Ask for a few more than needed: some hits may belong to documents being re-indexed.
+    hits = index.search(question, top_k=top_k * 2)
+    indexed = set(
+        Document.objects.filter(pk__in={h.document_id for h in hits}, status=Document.Status.INDEXED).values_list(
+            "pk", flat=True
+        )
+    )
+    passages = [h for h in hits if h.document_id in indexed and h.score >= min_score][:top_k]
+    return passages, (time.perf_counter() - started) * 1000

@@ -1,0 +1,1 @@
+"""Parse, chunk, embed and index documents. Plain Python: no Django models in here."""

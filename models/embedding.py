@@ -1,0 +1,155 @@
+"""The embedding model runtime: sentence-transformers (default) or a mock, chosen by settings.
+
+``get_embedder()`` returns one instance per process. ``as_llama_index(embedder)`` wraps it for
+llama-index so no llama-index default (OpenAI) embedder is ever used.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+from typing import Protocol
+
+from django.conf import settings
+
+from models.errors import ModelUnavailable
+
+
+class Embedder(Protocol):
+    name: str
+    dimension: int
+    max_tokens: int
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]: ...
+
+    def tokenize(self, text: str) -> list[str]: ...
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 (or another sentence-transformers folder), on the CPU, normalized."""
+
+    def __init__(self, model_path: str):
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            raise ModelUnavailable("sentence-transformers is not installed") from None
+        # The chunker measures whole pages with this tokenizer; "longer than 256" is expected.
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        self.name = str(model_path)
+        self._model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+        get_dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dimension = int(get_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+        self._tokenizer = self._model.tokenizer
+        # torch modules are not safe to call from several threads at once.
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return vectors.tolist()
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._tokenizer.tokenize(text)
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class MockEmbedder:
+    """A deterministic hashed bag-of-words embedder for fast unit tests.
+
+    Texts sharing words get similar vectors, so retrieval behaves sensibly without a model.
+    """
+
+    name = "mock"
+    dimension = 384
+    max_tokens = 256
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split()
+
+    def _vector(self, text: str) -> list[float]:
+        vec = [0.0] * self.dimension
+        for word in _WORD.findall(text.lower()):
+            h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+            vec[h % self.dimension] += 1.0 if (h >> 32) & 1 else -1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]:
+        return [self._vector(t) for t in texts]
+
+
+_instance: Embedder | None = None
+_instance_lock = threading.Lock()
+
+
+def get_embedder() -> Embedder:
+    """The process-wide embedder, loaded on first use."""
+    global _instance
+    if _instance is None:
+        with _instance_lock:
+            if _instance is None:
+                _instance = _build()
+    return _instance
+
+
+def _build() -> Embedder:
+    backend = settings.NANOSENTRI_EMBEDDING_BACKEND
+    if backend == "mock":
+        return MockEmbedder()
+    from models.paths import embedding_model_path
+
+    return SentenceTransformerEmbedder(str(embedding_model_path()))
+
+
+def reset_embedder() -> None:
+    """Forget the loaded embedder (tests switch backends with this)."""
+    global _instance
+    with _instance_lock:
+        _instance = None
+
+
+def as_llama_index(embedder: Embedder, batch_size: int | None = None):
+    """Wrap an Embedder as a llama-index BaseEmbedding."""
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from pydantic import PrivateAttr
+
+    class _Adapter(BaseEmbedding):
+        _embedder: Embedder = PrivateAttr()
+
+        def __init__(self, inner: Embedder, **kwargs):
+            super().__init__(model_name=inner.name, **kwargs)
+            self._embedder = inner
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return self._embedder.embed([query])[0]
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._embedder.embed([text])[0]
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return self._embedder.embed(texts, batch_size=self.embed_batch_size)
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+        async def _aget_text_embedding(self, text: str) -> list[float]:
+            return self._get_text_embedding(text)
+
+    kwargs = {"embed_batch_size": batch_size} if batch_size else {}
+    return _Adapter(embedder, **kwargs)
+
+

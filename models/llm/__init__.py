@@ -1,0 +1,65 @@
+"""Language-model backends behind one interface, chosen by NANOSENTRI_LLM_BACKEND.
+
+- ``llamacpp`` (default): a GGUF run in-process by llama-cpp-python.
+- ``openai``: an OpenAI-compatible HTTP server, streamed.
+- ``mock``: a deterministic fake for fast unit tests.
+"""
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from models.llm.base import ChatMessage, LanguageModel
+from models.llm.queue import GenerationQueue
+
+__all__ = ["ChatMessage", "LanguageModel", "get_language_model", "generation_queue", "reset_language_model"]
+
+_instance: LanguageModel | None = None
+_lock = threading.Lock()
+generation_queue = GenerationQueue()
+
+
+def get_language_model() -> LanguageModel:
+    """The process-wide model, loaded on first use (raises ModelUnavailable with a reason)."""
+    global _instance
+    if _instance is None:
+        with _lock:
+            if _instance is None:
+                _instance = _build()
+    return _instance
+
+
+def reset_language_model() -> None:
+    global _instance
+    with _lock:
+        _instance = None
+
+
+def _build() -> LanguageModel:
+    backend = settings.NANOSENTRI_LLM_BACKEND
+    if backend == "mock":
+        from models.llm.mock import MockLanguageModel
+
+        return MockLanguageModel(context_window=settings.NANOSENTRI_LLM_CONTEXT)
+    if backend == "openai":
+        from models.llm.openai_http import OpenAICompatibleLanguageModel
+
+        return OpenAICompatibleLanguageModel(
+            base_url=settings.NANOSENTRI_LLM_SERVER_URL,
+            model=settings.NANOSENTRI_LLM_SERVER_MODEL,
+            api_key=settings.NANOSENTRI_LLM_SERVER_API_KEY,
+            context_window=settings.NANOSENTRI_LLM_CONTEXT,
+            timeout=settings.NANOSENTRI_LLM_SERVER_TIMEOUT,
+        )
+    from models.llm.llamacpp import LlamaCppLanguageModel
+    from models.paths import language_model_path
+
+    return LlamaCppLanguageModel(
+        language_model_path(),
+        context_window=settings.NANOSENTRI_LLM_CONTEXT,
+        n_threads=settings.NANOSENTRI_LLM_THREADS,
+        n_threads_batch=settings.NANOSENTRI_LLM_BATCH_THREADS,
+        chat_format=settings.NANOSENTRI_LLM_CHAT_FORMAT,
+        chat_template_file=settings.NANOSENTRI_LLM_CHAT_TEMPLATE,
+    )

