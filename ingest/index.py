@@ -47,6 +47,7 @@ class VectorIndex:
         self._embedder = embedder
         self._reopen = reopen
         self._lock = threading.Lock()
+        self.generation = None  # set by the caller to notice writes made elsewhere
 
     @property
     def store(self):
@@ -112,11 +113,11 @@ class VectorIndex:
 
 
 def build_vector_store(mode: str, *, path: Path | None = None, host: str = "", port: int = 0, collection: str = "manuals"):
-    """Create the llama-index vector store for ``mode`` (chroma | chroma-http | memory)."""
-    if mode == "memory":
-        from llama_index.core.vector_stores import SimpleVectorStore
+    """Create the llama-index vector store for ``mode``.
 
-        return SimpleVectorStore()
+    chroma: embedded, persistent under ``path``; chroma-http: a Chroma server;
+    memory: Chroma in memory (nothing kept; tests and throwaway runs).
+    """
     try:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -124,7 +125,9 @@ def build_vector_store(mode: str, *, path: Path | None = None, host: str = "", p
     except ImportError as exc:
         raise RuntimeError(f"Chroma support is not installed: {exc}") from exc
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    if mode == "chroma-http":
+    if mode == "memory":
+        client = chromadb.EphemeralClient(settings=chroma_settings)
+    elif mode == "chroma-http":
         client = chromadb.HttpClient(host=host, port=port, settings=chroma_settings)
     elif mode == "chroma":
         assert path is not None

@@ -92,18 +92,20 @@ class MockEmbedder:
         return [self._vector(t) for t in texts]
 
 
-_instance: Embedder | None = None
+_instances: dict[tuple, Embedder] = {}
 _instance_lock = threading.Lock()
 
 
 def get_embedder() -> Embedder:
-    """The process-wide embedder, loaded on first use."""
-    global _instance
-    if _instance is None:
+    """The process-wide embedder for the current settings, loaded on first use."""
+    key = (settings.NANOSENTRI_EMBEDDING_BACKEND, settings.NANOSENTRI_EMBEDDING_MODEL)
+    embedder = _instances.get(key)
+    if embedder is None:
         with _instance_lock:
-            if _instance is None:
-                _instance = _build()
-    return _instance
+            embedder = _instances.get(key)
+            if embedder is None:
+                embedder = _instances[key] = _build()
+    return embedder
 
 
 def _build() -> Embedder:
@@ -116,10 +118,9 @@ def _build() -> Embedder:
 
 
 def reset_embedder() -> None:
-    """Forget the loaded embedder (tests switch backends with this)."""
-    global _instance
+    """Forget the loaded embedders."""
     with _instance_lock:
-        _instance = None
+        _instances.clear()
 
 
 def as_llama_index(embedder: Embedder, batch_size: int | None = None):

@@ -22,24 +22,20 @@ def _index_generation() -> tuple:
     return (agg["n"], agg["last"])
 
 
-_seen_generation = None
-
-
 def passages_search(question: str, *, top_k: int | None = None, min_score: float | None = None) -> tuple[list[Passage], float]:
     """Top passages for ``question`` from indexed documents, and the milliseconds it took.
 
     Hits below ``min_score`` and chunks of documents that are not (or no longer) indexed are
     dropped, so a failed or half-finished ingest never shows up in an answer.
     """
-    global _seen_generation
     top_k = top_k or settings.NANOSENTRI_RETRIEVAL_TOP_K
     min_score = settings.NANOSENTRI_RETRIEVAL_MIN_SCORE if min_score is None else min_score
     started = time.perf_counter()
     index = get_vector_index()
     generation = _index_generation()
-    if _seen_generation is not None and generation != _seen_generation:
-        index.refresh()  # the worker (another process) changed the store
-    _seen_generation = generation
+    if index.generation is not None and generation != index.generation:
+        index.refresh()  # the worker (another process) may have changed the store
+    index.generation = generation
     # Ask for a few more than needed: some hits may belong to documents being re-indexed.
     hits = index.search(question, top_k=top_k * 2)
     indexed = set(

@@ -1,4 +1,4 @@
-"""The process-wide VectorIndex, built from settings (NANOSENTRI_VECTOR_STORE)."""
+"""The process-wide VectorIndex for the current settings (NANOSENTRI_VECTOR_STORE)."""
 from __future__ import annotations
 
 import threading
@@ -8,8 +8,19 @@ from django.conf import settings
 from ingest.index import VectorIndex, build_vector_store
 from models.embedding import get_embedder
 
-_index: VectorIndex | None = None
+_indexes: dict[tuple, VectorIndex] = {}
 _lock = threading.Lock()
+
+
+def _settings_key() -> tuple:
+    return (
+        settings.NANOSENTRI_VECTOR_STORE,
+        str(settings.CHROMA_DIR),
+        settings.NANOSENTRI_CHROMA_HOST,
+        settings.NANOSENTRI_CHROMA_PORT,
+        settings.NANOSENTRI_CHROMA_COLLECTION,
+        settings.NANOSENTRI_EMBEDDING_BACKEND,
+    )
 
 
 def _open_store(fresh: bool = False):
@@ -29,15 +40,16 @@ def _open_store(fresh: bool = False):
 
 
 def get_vector_index() -> VectorIndex:
-    global _index
-    if _index is None:
+    key = _settings_key()
+    index = _indexes.get(key)
+    if index is None:
         with _lock:
-            if _index is None:
-                _index = VectorIndex(_open_store(), get_embedder(), reopen=lambda: _open_store(fresh=True))
-    return _index
+            index = _indexes.get(key)
+            if index is None:
+                index = _indexes[key] = VectorIndex(_open_store(), get_embedder(), reopen=lambda: _open_store(fresh=True))
+    return index
 
 
 def reset_vector_index() -> None:
-    global _index
     with _lock:
-        _index = None
+        _indexes.clear()

@@ -15,25 +15,40 @@ from models.llm.queue import GenerationQueue
 
 __all__ = ["ChatMessage", "LanguageModel", "get_language_model", "generation_queue", "reset_language_model"]
 
-_instance: LanguageModel | None = None
+_instances: dict[tuple, LanguageModel] = {}
 _lock = threading.Lock()
 generation_queue = GenerationQueue()
 
 
+def _settings_key() -> tuple:
+    return tuple(
+        getattr(settings, name)
+        for name in (
+            "NANOSENTRI_LLM_BACKEND", "NANOSENTRI_LLM_MODEL", "NANOSENTRI_LLM_CHAT_FORMAT",
+            "NANOSENTRI_LLM_CHAT_TEMPLATE", "NANOSENTRI_LLM_CONTEXT", "NANOSENTRI_LLM_SERVER_URL",
+            "NANOSENTRI_LLM_SERVER_MODEL",
+        )
+    )
+
+
 def get_language_model() -> LanguageModel:
-    """The process-wide model, loaded on first use (raises ModelUnavailable with a reason)."""
-    global _instance
-    if _instance is None:
+    """The process-wide model for the current settings, loaded on first use.
+
+    Raises ModelUnavailable with a reason a user can act on.
+    """
+    key = _settings_key()
+    model = _instances.get(key)
+    if model is None:
         with _lock:
-            if _instance is None:
-                _instance = _build()
-    return _instance
+            model = _instances.get(key)
+            if model is None:
+                model = _instances[key] = _build()
+    return model
 
 
 def reset_language_model() -> None:
-    global _instance
     with _lock:
-        _instance = None
+        _instances.clear()
 
 
 def _build() -> LanguageModel:

@@ -1,0 +1,19 @@
+"""Test settings: a temporary data directory and fast fakes by default.
+
+Integration tests switch to the real model, real embeddings and real Chroma with the
+``real_stack`` fixture (tests/conftest.py). DATABASE_URL / REDIS_URL still apply, so the
+same suite runs against PostgreSQL and Redis.
+"""
+import os
+import tempfile
+
+os.environ.setdefault("NANOSENTRI_DATA_DIR", tempfile.mkdtemp(prefix="nanosentri-test-"))
+os.environ.setdefault("NANOSENTRI_LLM_BACKEND", "mock")
+os.environ.setdefault("NANOSENTRI_EMBEDDING_BACKEND", "mock")
+os.environ.setdefault("NANOSENTRI_VECTOR_STORE", "memory")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+
+from nanosentri_site.settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {"staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
