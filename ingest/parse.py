@@ -37,7 +37,7 @@ class Page:
 class ParsedDocument:
     pages: list[Page]
     page_count: int
-    empty_pages: list[int] = field(default_factory=list)  # pages without a text layer
+    empty_pages: list[int] = field(default_factory=list)  # pages with (almost) no text layer
 
     @property
     def text_pages(self) -> list[Page]:
@@ -93,7 +93,7 @@ def parse_pdf(path: Path) -> ParsedDocument:
             log.warning("page %d of %s could not be read: %s", index + 1, path, exc)
             text = ""
         text = clean_text(text)
-        if not text.strip():
+        if _is_image_only(text):
             empty.append(index + 1)
         pages.append(Page(number=index + 1, text=text))
     if len(empty) == page_count:
@@ -115,6 +115,15 @@ def parse_text(path: Path) -> ParsedDocument:
     pages = [Page(number=i + 1, text=clean_text(part)) for i, part in enumerate(parts)]
     empty = [p.number for p in pages if not p.text.strip()]
     return ParsedDocument(pages=pages, page_count=len(pages), empty_pages=empty)
+
+
+# A page whose text layer is a heading or a page number at most is a picture (a scan, a
+# wiring diagram): report it, since its content cannot be searched without OCR.
+MIN_PAGE_CHARACTERS = 40
+
+
+def _is_image_only(text: str) -> bool:
+    return sum(ch.isalnum() for ch in text) < MIN_PAGE_CHARACTERS
 
 
 _HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")

@@ -14,7 +14,7 @@ from nanosentri_site.env import env, envbool, envchoice, envfloat, envint, envse
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env("NANOSENTRI_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 UPLOAD_DIR = DATA_DIR / "uploads"
-CHROMA_DIR = DATA_DIR / "chroma"
+CHROMA_DIR = Path(env("NANOSENTRI_CHROMA_DIR", str(DATA_DIR / "chroma"))).resolve()
 MODEL_DIR = DATA_DIR / "models"
 BROKER_DIR = DATA_DIR / "broker"
 
@@ -135,6 +135,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
     }
+    (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
+    (BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ALWAYS_EAGER = envbool("NANOSENTRI_CELERY_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -198,6 +200,7 @@ LOGGING = {
     "loggers": {
         "chromadb.telemetry": {"level": "ERROR"},
         "httpx": {"level": "WARNING"},
+        "pypdf": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
     },
 }

@@ -12,12 +12,18 @@ def _escape_pdf_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf(pages: list[str | None], *, user_password: str | None = None, owner_password: str | None = None) -> bytes:
+def make_pdf(
+    pages: list[str | None],
+    *,
+    user_password: str | None = None,
+    owner_password: str | None = None,
+    algorithm: str | None = None,
+) -> bytes:
     """A PDF with one page per item: a string becomes that text (Helvetica, one line per
     ``\\n``), ``None`` or ``""`` a blank page without any text layer.
 
     ``user_password`` encrypts the file ("" = encrypted with an empty user password, which
-    any reader may open).
+    any reader may open); ``algorithm`` is pypdf's ("RC4-128", "AES-128", "AES-256").
     """
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
@@ -47,7 +53,9 @@ def make_pdf(pages: list[str | None], *, user_password: str | None = None, owner
             {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
         )
     if user_password is not None:
-        writer.encrypt(user_password=user_password, owner_password=owner_password or "owner-secret")
+        writer.encrypt(
+            user_password=user_password, owner_password=owner_password or "owner-secret", algorithm=algorithm
+        )
     buf = io.BytesIO()
     writer.write(buf)
     return buf.getvalue()
@@ -82,10 +90,18 @@ def pdf_upload(path: Path, name: str | None = None) -> SimpleUploadedFile:
     return SimpleUploadedFile(name or Path(path).name, Path(path).read_bytes(), content_type="application/pdf")
 
 
-def memory_node_ids(index, document_id: int | None = None) -> list[str]:
-    """Node ids held by an in-memory (SimpleVectorStore) index, optionally for one document."""
-    data = index.store.data
+def stored_node_ids(index, document_id: int | None = None) -> list[str]:
+    """Ids of the vectors a VectorIndex holds (all, or one document's), read from the store itself.
+
+    Works for the Chroma stores (embedded, in-memory) and llama-index's SimpleVectorStore.
+    """
+    store = index.store
+    collection = getattr(store, "_collection", None)
+    if collection is not None:
+        where = {"document_id": str(document_id)} if document_id is not None else None
+        return sorted(collection.get(where=where, include=[])["ids"])
+    data = store.data
     ids = list(data.embedding_dict)
-    if document_id is None:
-        return ids
-    return [i for i in ids if data.text_id_to_ref_doc_id.get(i) == str(document_id)]
+    if document_id is not None:
+        ids = [i for i in ids if data.text_id_to_ref_doc_id.get(i) == str(document_id)]
+    return sorted(ids)

@@ -253,3 +253,19 @@ def _mark_failed(document: Document, reason: str, index) -> Document:
     document.refresh_from_db()
     broadcast(document)
     return document
+
+
+def documents_requeue_interrupted() -> list[int]:
+    """Queue again every document whose ingest was cut off (worker killed or restarted).
+
+    Safe because ingest is idempotent per document; their partial vectors are replaced and,
+    until then, never retrieved (only indexed documents are).
+    """
+    interrupted = list(
+        Document.objects.filter(status__in=[Document.Status.PARSING, Document.Status.EMBEDDING]).values_list("pk", flat=True)
+    )
+    for document in Document.objects.filter(pk__in=interrupted):
+        log.warning("re-queueing interrupted ingest of document %s (%s)", document.pk, document.original_name)
+        with transaction.atomic():
+            document_queue(document=document)
+    return interrupted

@@ -1,4 +1,5 @@
 from celery import shared_task
+from celery.signals import worker_ready
 
 
 @shared_task(name="knowledge.ingest_document", acks_late=True)
@@ -13,3 +14,11 @@ def delete_vectors_task(document_id: int) -> None:
     from apps.knowledge.services import document_vectors_delete
 
     document_vectors_delete(document_id=document_id)
+
+
+@worker_ready.connect
+def requeue_interrupted_ingests(**kwargs) -> None:
+    """A worker killed mid-ingest leaves documents in parsing/embedding: start them again."""
+    from apps.knowledge.services import documents_requeue_interrupted
+
+    documents_requeue_interrupted()

@@ -208,7 +208,6 @@
 
   function setAnswerStatus(target, status) {
     target.el.setAttribute("data-status", status);
-    target.el.className = target.el.className.replace(/\bstatus-\S+/g, "").trim() + " status-" + status;
     target.status.className = "answer-status status-" + status;
     if (status === "completed") {
       target.status.textContent = "";
@@ -443,6 +442,8 @@
       scheduleReconnect();
       return;
     }
+    var opened = false;
+    socket.addEventListener("open", function () { opened = true; });
     socket.addEventListener("message", function (event) {
       var frame;
       try {
@@ -463,16 +464,35 @@
       }
       updateButtons();
       if (event.code === 4403) {
-        var note = document.createElement("span");
-        note.appendChild(document.createTextNode("You are signed out or not allowed to chat. "));
-        var a = el("a", null, "Log in again");
-        a.href = loginUrl + "?next=" + encodeURIComponent(window.location.pathname);
-        note.appendChild(a);
-        setConnectionStatus(note, "error");
+        showSignedOut();
+        return;
+      }
+      if (!opened) {
+        // A refused handshake looks like a network error (1006): is the session gone?
+        probeSession();
         return;
       }
       scheduleReconnect();
     });
+  }
+
+  function showSignedOut() {
+    var note = document.createElement("span");
+    note.appendChild(document.createTextNode("You are signed out or not allowed to chat. "));
+    var a = el("a", null, "Log in again");
+    a.href = loginUrl + "?next=" + encodeURIComponent(window.location.pathname);
+    note.appendChild(a);
+    setConnectionStatus(note, "error");
+  }
+
+  function probeSession() {
+    if (!window.fetch) { scheduleReconnect(); return; }
+    fetch(window.location.pathname, { method: "HEAD", credentials: "same-origin", redirect: "manual", cache: "no-store" })
+      .then(function (response) {
+        if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) showSignedOut();
+        else scheduleReconnect();
+      })
+      .catch(function () { scheduleReconnect(); }); // the server is down: keep trying
   }
 
   function scheduleReconnect() {

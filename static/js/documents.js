@@ -156,7 +156,9 @@
       scheduleReconnect();
       return;
     }
+    var opened = false;
     socket.addEventListener("open", function () {
+      opened = true;
       retryDelay = 1000;
       setLive("live", "live");
       if (everConnected) refreshInProgress(); // what moved while we were offline
@@ -174,7 +176,20 @@
     socket.addEventListener("close", function (event) {
       socket = null;
       if (event.code === 4403) {
-        setLive("offline", "not authorised — reload the page");
+        setLive("offline", "signed out — reload the page");
+        return;
+      }
+      if (!opened && window.fetch) {
+        // A refused handshake looks like a network error (1006): is the session gone?
+        fetch(window.location.pathname, { method: "HEAD", credentials: "same-origin", redirect: "manual", cache: "no-store" })
+          .then(function (response) {
+            if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
+              setLive("offline", "signed out — reload the page");
+            } else {
+              scheduleReconnect();
+            }
+          })
+          .catch(scheduleReconnect);
         return;
       }
       scheduleReconnect();

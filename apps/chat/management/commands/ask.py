@@ -1,5 +1,4 @@
 import json
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -62,7 +61,7 @@ class Command(BaseCommand):
                 )
         if errors:
             for e in errors:
-                sys.stderr.write(f"error: {e['code']}: {e['detail']}\n")
+                self.stderr.write(f"error: {e['code']}: {e['detail']}")
             raise CommandError("the answer failed")
 
     def _print_citations(self, citations):

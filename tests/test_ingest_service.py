@@ -1,0 +1,397 @@
+"""The worker's ingest of one document (mock embedder, in-memory store): status, progress, vectors."""
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from django.conf import settings
+
+from apps.knowledge import services
+from apps.knowledge.models import Document
+from apps.knowledge.selectors import passages_search
+from apps.knowledge.services import document_ingest, document_vectors_delete
+from apps.knowledge.vector_index import get_vector_index
+from tests.factories import corrupt_pdf, image_only_pdf, make_pdf, stored_node_ids
+
+QUESTION = "How do I calibrate CT1 on the SmartEVSE?"
+
+
+@pytest.fixture(autouse=True)
+def _no_task_dispatch():
+    # on_commit never fires inside a test transaction; this guards against any other path.
+    with mock.patch("apps.knowledge.tasks.ingest_document_task.delay"), mock.patch(
+        "apps.knowledge.tasks.delete_vectors_task.delay"
+    ):
+        yield
+
+
+@pytest.fixture
+def broadcasts():
+    """Every progress payload broadcast during the test, as the browser would receive it."""
+    payloads: list[dict] = []
+    with mock.patch("apps.knowledge.services.broadcast", side_effect=lambda d: payloads.append(d.progress_payload())):
+        yield payloads
+
+
+def add(path: Path) -> Document:
+    document, created = services.document_add_path(path=path)
+    assert created
+    return document
+
+
+def add_bytes(tmp_path: Path, name: str, data: bytes) -> Document:
+    path = tmp_path / "incoming" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return add(path)
+
+
+def all_passages(query: str = QUESTION):
+    return get_vector_index().search(query, top_k=1000)
+
+
+def test_it_indexes_a_real_manual(db, smartevse, broadcasts):
+    document = add(smartevse)
+
+    result = document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert result == document
+    assert document.status == Document.Status.INDEXED
+    assert document.error == ""
+    assert document.page_count == 2
+    assert document.pages_done == 2
+    assert document.chunk_count > 0
+    assert document.chunks_total == document.chunk_count == document.chunks_done
+    assert document.empty_pages == []
+    assert document.indexed_at is not None and document.started_at is not None
+    assert document.started_at <= document.indexed_at
+    assert document.percent == 100
+
+    ids = stored_node_ids(get_vector_index(), document.pk)
+    assert len(ids) == document.chunk_count
+    hits = [p for p in all_passages() if p.document_id == document.pk]
+    assert len(hits) == document.chunk_count
+    assert {p.page for p in hits} == {1, 2}
+    assert {p.file_name for p in hits} == {smartevse.name}
+    assert sorted(p.chunk_index for p in hits) == list(range(document.chunk_count))
+
+
+def test_the_indexed_manual_is_found_by_search(db, smartevse, troubleshooting):
+    evse, printer = add(smartevse), add(troubleshooting)
+    document_ingest(document_id=evse.pk)
+    document_ingest(document_id=printer.pk)
+
+    passages, elapsed_ms = passages_search("Calibrate CT1 CT2 CT3 cal value", min_score=0.0)
+
+    assert passages
+    assert passages[0].document_id == evse.pk
+    assert "Calibrate CT1" in passages[0].text
+    assert passages[0].page == 1
+    assert elapsed_ms >= 0
+
+    passages, _ = passages_search("filament not stick on hot bed nozzle platform", min_score=0.0)
+    assert passages[0].document_id == printer.pk
+
+
+def test_progress_goes_parsing_then_embedding_then_indexed(db, smartevse, broadcasts):
+    document = add(smartevse)
+
+    document_ingest(document_id=document.pk)
+
+    stages = [p["status"] for p in broadcasts]
+    assert stages[0] == "parsing"
+    assert stages[-1] == "indexed"
+    assert "embedding" in stages
+    # in order, never going back
+    order = {"parsing": 0, "embedding": 1, "indexed": 2}
+    assert [order[s] for s in stages] == sorted(order[s] for s in stages)
+    percents = [p["percent"] for p in broadcasts]
+    assert percents == sorted(percents)
+    assert percents[-1] == 100
+    assert all(p["id"] == document.pk for p in broadcasts)
+    final = broadcasts[-1]
+    assert final["chunks"] == final["chunks_total"] == final["chunks_done"] > 0
+    assert final["pages"] == final["pages_done"] == 2
+
+
+def test_progress_is_written_to_the_row_while_embedding(db, smartevse, settings):
+    settings.NANOSENTRI_EMBEDDING_BATCH = 4
+    document = add(smartevse)
+    seen: list[tuple] = []
+
+    def spy(d):
+        row = Document.objects.get(pk=d.pk)
+        seen.append((row.status, row.chunks_done, row.chunks_total))
+
+    with mock.patch("apps.knowledge.services.broadcast", side_effect=spy):
+        document_ingest(document_id=document.pk)
+
+    embedding = [s for s in seen if s[0] == "embedding"]
+    assert embedding, seen
+    assert embedding[0][1] == 0 and embedding[0][2] > 0  # the row knows the total up front
+    assert embedding[-1][1] == embedding[-1][2]  # the last batch is always written
+    assert seen[-1][0] == "indexed"
+
+
+def test_running_ingest_twice_leaves_no_duplicate_vectors(db, smartevse):
+    document = add(smartevse)
+
+    document_ingest(document_id=document.pk)
+    first = stored_node_ids(get_vector_index(), document.pk)
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.INDEXED
+    again = stored_node_ids(get_vector_index(), document.pk)
+    assert len(again) == document.chunk_count
+    assert again == first
+    assert len([p for p in all_passages() if p.document_id == document.pk]) == document.chunk_count
+
+
+def test_reingest_with_fewer_chunks_removes_the_old_extra_vectors(db, smartevse, settings):
+    settings.NANOSENTRI_CHUNK_TOKENS = 60
+    settings.NANOSENTRI_CHUNK_OVERLAP = 10
+    document = add(smartevse)
+    document_ingest(document_id=document.pk)
+    many = Document.objects.get(pk=document.pk).chunk_count
+
+    settings.NANOSENTRI_CHUNK_TOKENS = 200
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.chunk_count < many
+    assert len(stored_node_ids(get_vector_index(), document.pk)) == document.chunk_count
+
+
+def test_ingest_only_touches_its_own_document(db, smartevse, troubleshooting):
+    evse, printer = add(smartevse), add(troubleshooting)
+    document_ingest(document_id=printer.pk)
+    printer_ids = stored_node_ids(get_vector_index(), printer.pk)
+
+    document_ingest(document_id=evse.pk)
+    document_ingest(document_id=evse.pk)
+
+    assert stored_node_ids(get_vector_index(), printer.pk) == printer_ids
+    printer.refresh_from_db()
+    assert len(printer_ids) == printer.chunk_count
+
+
+def test_a_corrupt_pdf_fails_with_a_readable_reason(db, tmp_path, broadcasts):
+    document = add_bytes(tmp_path, "broken.pdf", corrupt_pdf())
+
+    result = document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert result == document
+    assert document.status == Document.Status.FAILED
+    assert document.error.startswith("corrupt or unreadable PDF")
+    assert document.indexed_at is None
+    assert stored_node_ids(get_vector_index(), document.pk) == []
+    assert broadcasts[-1]["status"] == "failed"
+    assert broadcasts[-1]["error"] == document.error
+
+
+def test_a_failed_reingest_removes_the_vectors_of_the_previous_run(db, smartevse):
+    document = add(smartevse)
+    document_ingest(document_id=document.pk)
+    assert stored_node_ids(get_vector_index(), document.pk)
+
+    # The stored file turns out broken (disk error, replaced by hand, ...).
+    services.document_path(document).write_bytes(corrupt_pdf())
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert stored_node_ids(get_vector_index(), document.pk) == []
+
+
+def test_an_image_only_pdf_fails_with_no_text_layer(db, tmp_path):
+    document = add_bytes(tmp_path, "scan.pdf", image_only_pdf(3))
+
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert "no text layer — OCR not supported" in document.error
+    assert document.page_count == 3 or document.page_count is None
+    assert stored_node_ids(get_vector_index(), document.pk) == []
+
+
+def test_an_encrypted_pdf_fails_asking_to_remove_the_password(db, tmp_path):
+    document = add_bytes(tmp_path, "locked.pdf", make_pdf(["wiring"], user_password="secret"))
+
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert "encrypted" in document.error
+
+
+def test_empty_pages_are_recorded(db, tmp_path):
+    document = add_bytes(tmp_path, "mixed.pdf", make_pdf(["Error E01 means relay stuck.", None, "Fuse F2 protects the board."]))
+
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.INDEXED
+    assert document.page_count == 3
+    assert document.empty_pages == [2]
+    assert {p.page for p in all_passages("relay fuse") if p.document_id == document.pk} == {1, 3}
+
+
+def test_a_missing_stored_file_fails(db, smartevse):
+    document = add(smartevse)
+    services.document_path(document).unlink()
+
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error == "the uploaded file is missing from storage"
+
+
+def test_a_deleted_document_is_skipped(db, smartevse, broadcasts):
+    document = add(smartevse)
+    pk = document.pk
+    Document.objects.filter(pk=pk).delete()
+
+    assert document_ingest(document_id=pk) is None
+    assert stored_node_ids(get_vector_index(), pk) == []
+    assert broadcasts == []
+
+
+def test_a_document_deleted_while_ingesting_takes_its_vectors_back_out(db, smartevse):
+    document = add(smartevse)
+    from ingest import pipeline
+
+    real = pipeline.ingest_file
+
+    def ingest_then_delete(*args, **kwargs):
+        result = real(*args, **kwargs)
+        Document.objects.filter(pk=document.pk).delete()
+        return result
+
+    with mock.patch("ingest.pipeline.ingest_file", side_effect=ingest_then_delete):
+        assert document_ingest(document_id=document.pk) is None
+
+    assert stored_node_ids(get_vector_index(), document.pk) == []
+
+
+def test_an_unexpected_error_marks_the_document_failed_and_reraises(db, smartevse):
+    document = add(smartevse)
+
+    with mock.patch("models.embedding.MockEmbedder.embed", side_effect=RuntimeError("out of memory")):
+        with pytest.raises(RuntimeError):
+            document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error == "internal error: RuntimeError: out of memory"
+
+
+def test_document_vectors_delete_removes_only_that_documents_vectors(db, smartevse, troubleshooting):
+    evse, printer = add(smartevse), add(troubleshooting)
+    document_ingest(document_id=evse.pk)
+    document_ingest(document_id=printer.pk)
+    printer_ids = stored_node_ids(get_vector_index(), printer.pk)
+
+    document_vectors_delete(document_id=evse.pk)
+
+    assert stored_node_ids(get_vector_index(), evse.pk) == []
+    assert stored_node_ids(get_vector_index(), printer.pk) == printer_ids
+    assert {p.document_id for p in all_passages()} == {printer.pk}
+
+
+def test_delete_then_the_task_removes_the_vectors(db, smartevse, django_capture_on_commit_callbacks):
+    from apps.knowledge.tasks import delete_vectors_task
+
+    document = add(smartevse)
+    document_ingest(document_id=document.pk)
+    pk = document.pk
+
+    with mock.patch("apps.knowledge.tasks.delete_vectors_task.delay", side_effect=delete_vectors_task) as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.document_delete(document=document)
+
+    delay.assert_called_once_with(pk)
+    assert stored_node_ids(get_vector_index(), pk) == []
+
+
+# --- retrieval filters ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["queued", "parsing", "embedding", "failed"])
+def test_search_ignores_chunks_of_documents_that_are_not_indexed(db, smartevse, troubleshooting, status):
+    evse, printer = add(smartevse), add(troubleshooting)
+    document_ingest(document_id=evse.pk)
+    document_ingest(document_id=printer.pk)
+    Document.objects.filter(pk=evse.pk).update(status=status)
+
+    passages, _ = passages_search("Calibrate CT1 CT2 CT3 cal value", top_k=10, min_score=0.0)
+
+    assert passages, "the other manual still answers"
+    assert {p.document_id for p in passages} == {printer.pk}
+
+
+def test_search_ignores_chunks_of_deleted_documents(db, smartevse):
+    document = add(smartevse)
+    document_ingest(document_id=document.pk)
+    Document.objects.filter(pk=document.pk).delete()  # the worker has not removed the vectors yet
+
+    passages, _ = passages_search("Calibrate CT1", min_score=0.0)
+
+    assert passages == []
+
+
+def test_search_drops_hits_below_the_min_score(db, smartevse):
+    document = add(smartevse)
+    document_ingest(document_id=document.pk)
+    everything, _ = passages_search("Calibrate CT1 CT2 CT3 cal value", top_k=6, min_score=0.0)
+    assert len(everything) >= 3
+    scores = [p.score for p in everything]
+    cut = (scores[0] + scores[-1]) / 2
+    assert scores[0] > cut > scores[-1]
+
+    kept, _ = passages_search("Calibrate CT1 CT2 CT3 cal value", top_k=6, min_score=cut)
+
+    assert kept == [p for p in everything if p.score >= cut]
+    assert all(p.score >= cut for p in kept)
+    assert len(kept) < len(everything)
+
+
+def test_search_uses_the_configured_min_score_by_default(db, smartevse, settings):
+    document = add(smartevse)
+    document_ingest(document_id=document.pk)
+
+    settings.NANOSENTRI_RETRIEVAL_MIN_SCORE = 1.01  # nothing can be that similar
+    assert passages_search("Calibrate CT1")[0] == []
+
+    settings.NANOSENTRI_RETRIEVAL_MIN_SCORE = -1.0
+    assert passages_search("Calibrate CT1")[0]
+
+
+def test_search_returns_at_most_top_k(db, smartevse):
+    document = add(smartevse)
+    document_ingest(document_id=document.pk)
+
+    passages, _ = passages_search("Calibrate CT1", top_k=2, min_score=-1.0)
+
+    assert len(passages) == 2
+
+
+def test_storing_a_streamed_file_over_the_limit_leaves_nothing_behind(db, settings):
+    settings.NANOSENTRI_MAX_UPLOAD_MB = 1
+    piece = b"x" * (512 * 1024)
+
+    with pytest.raises(services.UploadRejected):
+        services.document_store(name="big.log", chunks=[piece, piece, b"y"], size=None)
+
+    assert Document.objects.count() == 0
+    upload_dir = Path(settings.UPLOAD_DIR)
+    assert [p for p in upload_dir.rglob("*") if p.is_file()] == []
+
+
+def test_it_reads_settings_from_django(db):
+    # Guard: these tests really use the fast fakes, never a real model or Chroma on disk.
+    assert settings.NANOSENTRI_EMBEDDING_BACKEND == "mock"
+    assert settings.NANOSENTRI_VECTOR_STORE == "memory"

@@ -1,0 +1,181 @@
+"""A real Celery worker process ingests uploads; the web side sees the result and the progress.
+
+Runs on the embedded defaults (filesystem broker, SQLite file) and, in the second pass of
+scripts/test.sh, on PostgreSQL + Redis (Redis broker and Redis channel layer).
+"""
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+
+from apps.knowledge.models import Document
+from apps.knowledge.selectors import passages_search
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def shared_dirs(real_stack):
+    """The test process and the worker share the session data directory (uploads, Chroma)."""
+    real_stack.UPLOAD_DIR = Path(django_settings.DATA_DIR) / "uploads"
+    real_stack.CHROMA_DIR = Path(django_settings.DATA_DIR) / "chroma-worker"
+    return real_stack
+
+
+class Worker:
+    def __init__(self, chroma_dir: Path, log_path: Path):
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
+            "NANOSENTRI_DATA_DIR": str(django_settings.DATA_DIR),
+            "DATABASE_URL": _database_url(),
+            "NANOSENTRI_EMBEDDING_BACKEND": "sentence-transformers",
+            "NANOSENTRI_VECTOR_STORE": "chroma",
+            "NANOSENTRI_LLM_BACKEND": "mock",
+            "NANOSENTRI_CHROMA_COLLECTION": django_settings.NANOSENTRI_CHROMA_COLLECTION,
+        }
+        self.log = open(log_path, "ab")
+        env["NANOSENTRI_CHROMA_DIR"] = str(chroma_dir)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "nanosentri_site", "worker", "--pool", "solo", "-l", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def worker_factory(shared_dirs, tmp_path):
+    workers = []
+
+    def start():
+        w = Worker(shared_dirs.CHROMA_DIR, tmp_path / "worker.log")
+        workers.append(w)
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+    print((tmp_path / "worker.log").read_text(errors="replace")[-3000:])
+
+
+def _wait_status(pk, statuses, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = Document.objects.filter(pk=pk).first()
+        if doc is None or doc.status in statuses:
+            return doc
+        time.sleep(0.3)
+    raise AssertionError(f"document {pk} never reached {statuses}; last status {doc.status}")
+
+
+def _upload(client, path: Path):
+    response = client.post("/documents/", {"files": SimpleUploadedFile(path.name, path.read_bytes())})
+    assert response.status_code == 302
+    return Document.objects.get(original_name=path.name)
+
+
+def _vector_count(document_id: int) -> int:
+    from apps.knowledge.vector_index import get_vector_index
+
+    index = get_vector_index()
+    index.refresh()
+    collection = index.store._collection
+    return len(collection.get(where={"document_id": str(document_id)})["ids"])
+
+
+def test_upload_is_ingested_by_a_real_worker_and_cited_by_the_web_process(client, admin_user, smartevse, worker_factory):
+    worker_factory()
+    client.force_login(admin_user)
+    doc = _upload(client, smartevse)
+    doc = _wait_status(doc.pk, {"indexed", "failed"})
+    assert doc.status == "indexed", doc.error
+    assert doc.page_count == 2 and doc.chunk_count > 0
+
+    passages, _ = passages_search("What does ERROR HIGH TEMP mean and when does charging resume?")
+    assert passages and passages[0].file_name == smartevse.name and passages[0].page == 2
+
+    # Deleting it takes its vectors out (the worker does the vector write).
+    client.post(f"/documents/{doc.pk}/delete/")
+    deadline = time.monotonic() + 60
+    while _vector_count(doc.pk) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _vector_count(doc.pk) == 0
+    passages, _ = passages_search("What does ERROR HIGH TEMP mean and when does charging resume?")
+    assert all(p.document_id != doc.pk for p in passages)
+
+
+def test_a_killed_ingest_is_redone_without_duplicates(client, admin_user, quick_start, worker_factory):
+    worker = worker_factory()
+    client.force_login(admin_user)
+    doc = _upload(client, quick_start)
+    doc = _wait_status(doc.pk, {"embedding", "indexed", "failed"})
+    worker.kill()  # mid-ingest, if the machine was not faster than us
+    worker_factory()  # a new worker picks the interrupted document up again
+    doc = _wait_status(doc.pk, {"indexed", "failed"})
+    assert doc.status == "indexed", doc.error
+    assert doc.empty_pages == [10, 11]
+    assert _vector_count(doc.pk) == doc.chunk_count
+
+
+def test_progress_reaches_the_channel_layer_when_it_is_shared(client, admin_user, troubleshooting, worker_factory):
+    if not django_settings.NANOSENTRI_SHARED_CHANNEL_LAYER:
+        pytest.skip("embedded default: no shared channel layer (progress follows the database; see test_documents_progress)")
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("documents", channel)
+    worker_factory()
+    client.force_login(admin_user)
+    doc = _upload(client, troubleshooting)
+    statuses = []
+    deadline = time.monotonic() + 180
+    while "indexed" not in statuses and time.monotonic() < deadline:
+        try:
+            message = async_to_sync(_receive)(layer, channel)
+        except asyncio.TimeoutError:
+            continue
+        if message["document"]["id"] == doc.pk:
+            statuses.append(message["document"]["status"])
+    assert statuses[-1] == "indexed"
+    assert "embedding" in statuses
+
+
+async def _receive(layer, channel):
+    return await asyncio.wait_for(layer.receive(channel), timeout=5)

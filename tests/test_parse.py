@@ -1,0 +1,223 @@
+"""Parsing uploads into physical, 1-based pages — or a ParseError an admin can act on."""
+import pytest
+
+from ingest.parse import ParseError, clean_text, parse_file
+from tests.factories import corrupt_pdf, image_only_pdf, make_pdf, write
+
+
+# --- real manuals ---------------------------------------------------------------------------
+
+
+def test_it_parses_the_smartevse_manual_into_two_physical_pages(smartevse):
+    parsed = parse_file(smartevse)
+
+    assert parsed.page_count == 2
+    assert [p.number for p in parsed.pages] == [1, 2]
+    assert parsed.empty_pages == []
+    # Page 1 of the PDF holds the menu table that starts with the GRID / CAL settings.
+    assert "Calibrate CT1" in parsed.pages[0].text
+    assert "Calibrate CT1" not in parsed.pages[1].text
+    assert all(len(p.text) > 1000 for p in parsed.pages)
+
+
+def test_it_parses_the_ender3_trouble_shootings_with_page_numbers(troubleshooting):
+    parsed = parse_file(troubleshooting)
+
+    assert parsed.page_count == 2
+    assert [p.number for p in parsed.pages] == [1, 2]
+    assert "Filament not stick on hot bed" in parsed.pages[0].text
+    assert parsed.empty_pages == []
+
+
+def test_it_parses_the_quick_start_guide_with_twelve_physical_pages(quick_start):
+    parsed = parse_file(quick_start)
+
+    assert parsed.page_count == 12
+    assert [p.number for p in parsed.pages] == list(range(1, 13))
+    assert "Quick Start Guide" in parsed.pages[0].text
+    # Pages 10 and 11 are drawings (trouble-shooting chart, wiring diagram): only their
+    # section heading is text, so they carry next to nothing searchable.
+    assert "Trouble shooting" in parsed.pages[9].text
+    assert "iagram" in parsed.pages[10].text  # "D\niagram": the heading is split into glyph runs
+    assert len(parsed.pages[9].text) < 40 and len(parsed.pages[10].text) < 40
+    assert all(len(parsed.pages[i].text) > 200 for i in range(9))
+    # Only pages without any text layer count as empty.
+    assert parsed.empty_pages == [p.number for p in parsed.pages if not p.text.strip()]
+    assert parsed.text_pages == [p for p in parsed.pages if p.text.strip()]
+
+
+def test_it_lists_pages_without_a_text_layer_as_empty_pages(tmp_path):
+    path = write(tmp_path, "mixed.pdf", make_pdf(["Error E01: relay stuck", None, "Check the fuse", None]))
+
+    parsed = parse_file(path)
+
+    assert parsed.page_count == 4
+    assert [p.number for p in parsed.pages] == [1, 2, 3, 4]
+    assert parsed.empty_pages == [2, 4]
+    assert [p.number for p in parsed.text_pages] == [1, 3]
+    assert parsed.pages[2].text == "Check the fuse"
+
+
+# --- PDFs that cannot be indexed ------------------------------------------------------------
+
+
+def test_a_corrupt_pdf_is_a_parse_error(tmp_path):
+    path = write(tmp_path, "broken.pdf", corrupt_pdf())
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "corrupt or unreadable" in str(exc.value)
+
+
+def test_a_truncated_real_manual_is_a_parse_error(tmp_path, smartevse):
+    data = smartevse.read_bytes()
+    path = write(tmp_path, "truncated.pdf", data[: len(data) // 2])
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "corrupt or unreadable" in str(exc.value)
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
+def test_a_password_protected_pdf_is_rejected_as_encrypted(tmp_path, algorithm):
+    path = write(tmp_path, "locked.pdf", make_pdf(["secret wiring notes"], user_password="secret", algorithm=algorithm))
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "encrypted" in str(exc.value)
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
+def test_a_pdf_encrypted_with_an_empty_user_password_is_readable(tmp_path, algorithm):
+    path = write(
+        tmp_path, "restricted.pdf", make_pdf(["Reset the breaker", "Replace fuse F2"], user_password="", algorithm=algorithm)
+    )
+
+    parsed = parse_file(path)
+
+    assert parsed.page_count == 2
+    assert [p.text for p in parsed.pages] == ["Reset the breaker", "Replace fuse F2"]
+
+
+def test_an_image_only_pdf_says_ocr_is_not_supported(tmp_path):
+    path = write(tmp_path, "scan.pdf", image_only_pdf(3))
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "no text layer — OCR not supported" in str(exc.value)
+
+
+def test_an_empty_file_is_a_parse_error(tmp_path):
+    path = write(tmp_path, "empty.pdf", b"")
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "empty" in str(exc.value)
+
+
+def test_text_named_pdf_is_not_a_pdf(tmp_path):
+    path = write(tmp_path, "manual.pdf", "This is plain text pretending to be a PDF.\n" * 5)
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "not a PDF" in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["manual.docx", "setup.exe", "README"])
+def test_an_unsupported_extension_is_a_parse_error(tmp_path, name):
+    path = write(tmp_path, name, b"PK\x03\x04 some zipped word document")
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "unsupported file type" in str(exc.value)
+
+
+def test_the_given_file_name_decides_the_type_not_the_stored_path(tmp_path):
+    # Uploads are stored under their hash; the original name carries the extension.
+    stored = write(tmp_path, "ab12cd", "Fault F3 means the door switch is open.")
+
+    parsed = parse_file(stored, "door-faults.txt")
+
+    assert parsed.pages[0].text == "Fault F3 means the door switch is open."
+    with pytest.raises(ParseError):
+        parse_file(stored, "door-faults.docx")
+
+
+# --- text files -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "notes.md", "service.log", "codes.csv", "UPPER.TXT"])
+def test_text_files_parse_as_one_page(tmp_path, name):
+    path = write(tmp_path, name, "code,meaning\nE01,relay stuck\nE02,overheat\n")
+
+    parsed = parse_file(path)
+
+    assert parsed.page_count == 1
+    assert parsed.pages[0].number == 1
+    assert parsed.pages[0].text == "code,meaning\nE01,relay stuck\nE02,overheat"
+    assert parsed.empty_pages == []
+
+
+def test_form_feeds_split_a_text_file_into_pages(tmp_path):
+    path = write(tmp_path, "manual.txt", "Page one: safety\fPage two: wiring\f\fPage four: faults")
+
+    parsed = parse_file(path)
+
+    assert parsed.page_count == 4
+    assert [p.number for p in parsed.pages] == [1, 2, 3, 4]
+    assert [p.text for p in parsed.pages] == ["Page one: safety", "Page two: wiring", "", "Page four: faults"]
+    assert parsed.empty_pages == [3]
+
+
+def test_a_text_file_with_a_bom_and_latin1_bytes_is_decoded(tmp_path):
+    utf8 = write(tmp_path, "bom.txt", "\ufeffTemperatur 60 °C".encode("utf-8"))
+    latin = write(tmp_path, "latin.txt", "Temperatur 60 °C".encode("latin-1"))
+
+    assert parse_file(utf8).pages[0].text == "Temperatur 60 °C"
+    assert parse_file(latin).pages[0].text == "Temperatur 60 °C"
+
+
+def test_binary_content_in_a_text_file_is_an_error(tmp_path):
+    path = write(tmp_path, "firmware.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00\x00binary")
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "binary" in str(exc.value)
+
+
+def test_a_whitespace_only_text_file_is_empty(tmp_path):
+    path = write(tmp_path, "blank.md", "  \n\n\t \n")
+
+    with pytest.raises(ParseError) as exc:
+        parse_file(path)
+
+    assert "empty" in str(exc.value)
+
+
+# --- clean_text -----------------------------------------------------------------------------
+
+
+def test_clean_text_joins_words_hyphenated_across_lines():
+    assert clean_text("the thermo-\ncouple is loose") == "the thermocouple is loose"
+
+
+def test_clean_text_keeps_real_hyphens_and_dashes():
+    assert clean_text("a 3-wire grid - see page 2") == "a 3-wire grid - see page 2"
+
+
+def test_clean_text_squeezes_whitespace_and_blank_lines():
+    raw = "  Error\t\tE01   relay\u00a0stuck  \r\n\r\n\r\n\r\nCheck   wiring \n"
+
+    assert clean_text(raw) == "Error E01 relay stuck\n\nCheck wiring"
+
+
+def test_clean_text_drops_control_characters():
+    assert clean_text("Fuse\x00 F2\x07 blown") == "Fuse F2 blown"
