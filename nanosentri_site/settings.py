@@ -187,6 +187,9 @@ NANOSENTRI_CHUNK_TOKENS = envint("NANOSENTRI_CHUNK_TOKENS", 200)
 NANOSENTRI_CHUNK_OVERLAP = envint("NANOSENTRI_CHUNK_OVERLAP", 40)
 NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
 NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.30)
+# Passages scoring this far below the best one are dropped: a small model answers better from
+# one clearly relevant page than from that page plus loosely related ones.
+NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF = envfloat("NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF", 0.12)
 
 # --- Demo -----------------------------------------------------------------------------------
 NANOSENTRI_DEMO_MANUALS_DIR = env("NANOSENTRI_DEMO_MANUALS_DIR", str(BASE_DIR.parent / "shared" / "data" / "manuals"))

@@ -84,7 +84,7 @@ die() {
 # pipeline's status is pip's.
 pip_install() {
     "$VPY" -m pip install "$@" 2>&1 |
-        sed -u -E "/^ *Requirement already satisfied/d; /^ *WARNING: Location '.*' is ignored/d; s/^/    /"
+        sed -u -E "/^ *Requirement already satisfied/d; /^ *WARNING: Location '.*' is ignored/d; /^Looking in (indexes|links):/d; /^[[:space:]]*$/d; s/^/    /"
 }
 
 # Reads `pip install -v llama-cpp-python` output: keeps all of it in $LLAMA_LOG and

@@ -35,19 +35,21 @@ def test_it_parses_the_quick_start_guide_with_twelve_physical_pages(quick_start)
     assert parsed.page_count == 12
     assert [p.number for p in parsed.pages] == list(range(1, 13))
     assert "Quick Start Guide" in parsed.pages[0].text
-    # Pages 10 and 11 are drawings (trouble-shooting chart, wiring diagram): only their
-    # section heading is text, so they carry next to nothing searchable.
+    assert all(len(parsed.pages[i].text) > 200 for i in range(9))
+    # Pages 10 and 11 are drawings (trouble-shooting chart, wiring diagram) whose only text
+    # is their section heading: they are reported as pages without searchable text.
+    assert parsed.empty_pages == [10, 11]
     assert "Trouble shooting" in parsed.pages[9].text
     assert "iagram" in parsed.pages[10].text  # "D\niagram": the heading is split into glyph runs
-    assert len(parsed.pages[9].text) < 40 and len(parsed.pages[10].text) < 40
-    assert all(len(parsed.pages[i].text) > 200 for i in range(9))
-    # Only pages without any text layer count as empty.
-    assert parsed.empty_pages == [p.number for p in parsed.pages if not p.text.strip()]
-    assert parsed.text_pages == [p for p in parsed.pages if p.text.strip()]
+    assert 12 in [p.number for p in parsed.text_pages]
+
+
+LONG_1 = "Error E01: the relay is stuck. Switch off the mains and check the contactor wiring."
+LONG_3 = "Fuse F2 protects the control board. Replace it only with a 315 mA slow-blow fuse."
 
 
 def test_it_lists_pages_without_a_text_layer_as_empty_pages(tmp_path):
-    path = write(tmp_path, "mixed.pdf", make_pdf(["Error E01: relay stuck", None, "Check the fuse", None]))
+    path = write(tmp_path, "mixed.pdf", make_pdf([LONG_1, None, LONG_3, None]))
 
     parsed = parse_file(path)
 
@@ -55,7 +57,16 @@ def test_it_lists_pages_without_a_text_layer_as_empty_pages(tmp_path):
     assert [p.number for p in parsed.pages] == [1, 2, 3, 4]
     assert parsed.empty_pages == [2, 4]
     assert [p.number for p in parsed.text_pages] == [1, 3]
-    assert parsed.pages[2].text == "Check the fuse"
+    assert parsed.pages[2].text == LONG_3
+
+
+def test_a_page_with_only_a_heading_and_page_number_counts_as_an_image_page(tmp_path):
+    path = write(tmp_path, "diagram.pdf", make_pdf([LONG_1, "8. Circuit Wiring Diagram\n8", LONG_3]))
+
+    parsed = parse_file(path)
+
+    assert parsed.empty_pages == [2]
+    assert parsed.pages[1].text == "8. Circuit Wiring Diagram\n8"  # the heading is kept
 
 
 # --- PDFs that cannot be indexed ------------------------------------------------------------
@@ -92,14 +103,13 @@ def test_a_password_protected_pdf_is_rejected_as_encrypted(tmp_path, algorithm):
 
 @pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
 def test_a_pdf_encrypted_with_an_empty_user_password_is_readable(tmp_path, algorithm):
-    path = write(
-        tmp_path, "restricted.pdf", make_pdf(["Reset the breaker", "Replace fuse F2"], user_password="", algorithm=algorithm)
-    )
+    path = write(tmp_path, "restricted.pdf", make_pdf([LONG_1, LONG_3], user_password="", algorithm=algorithm))
 
     parsed = parse_file(path)
 
     assert parsed.page_count == 2
-    assert [p.text for p in parsed.pages] == ["Reset the breaker", "Replace fuse F2"]
+    assert [p.text for p in parsed.pages] == [LONG_1, LONG_3]
+    assert parsed.empty_pages == []
 
 
 def test_an_image_only_pdf_says_ocr_is_not_supported(tmp_path):

@@ -33,7 +33,7 @@ def demo_users_ensure(*, password: str | None = None) -> dict[str, str]:
     for username, role in DEMO_USERS:
         wanted = password or stored.get(username) or secrets.token_urlsafe(9)
         user, created = User.objects.get_or_create(username=username)
-        if created or password or username not in stored:
+        if created or username not in stored or (password and not user.check_password(password)):
             user.set_password(wanted)
             user.is_staff = role == ADMIN
             user.is_superuser = role == ADMIN

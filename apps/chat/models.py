@@ -41,6 +41,13 @@ class Message(models.Model):
     class Meta:
         ordering = ["created", "pk"]
 
+    @property
+    def answer_html(self) -> str:
+        """The answer as sanitized HTML (markdown rendered on the server)."""
+        from apps.chat.rendering import render_answer
+
+        return render_answer(self.content, len(self.citations.all()))
+
 
 class Citation(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="citations")

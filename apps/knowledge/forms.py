@@ -13,6 +13,8 @@ class MultipleFileField(forms.FileField):
     def clean(self, data, initial=None):
         single = super().clean
         if isinstance(data, (list, tuple)):
+            if not data:
+                raise forms.ValidationError("Choose at least one file.")
             return [single(d, initial) for d in data]
         return [single(data, initial)]
 

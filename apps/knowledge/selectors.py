@@ -44,4 +44,7 @@ def passages_search(question: str, *, top_k: int | None = None, min_score: float
         )
     )
     passages = [h for h in hits if h.document_id in indexed and h.score >= min_score][:top_k]
+    if passages:
+        floor = passages[0].score - settings.NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF
+        passages = [p for p in passages if p.score >= floor]
     return passages, (time.perf_counter() - started) * 1000

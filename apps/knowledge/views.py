@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
@@ -33,7 +34,8 @@ def documents(request):
             return redirect("knowledge:documents")
     else:
         form = UploadForm()
-    return render(request, "knowledge/documents.html", {"form": form, "documents": selectors.document_list()})
+    context = {"form": form, "documents": selectors.document_list(), "max_upload_mb": settings.NANOSENTRI_MAX_UPLOAD_MB}
+    return render(request, "knowledge/documents.html", context)
 
 
 @role_required(ADMIN)

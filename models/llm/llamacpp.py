@@ -6,6 +6,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from models.errors import ModelUnavailable
 from models.llm.base import ChatMessage, LanguageModel, ShouldStop
 
@@ -55,10 +57,20 @@ class LlamaCppLanguageModel(LanguageModel):
     def stream_chat(
         self, messages: list[ChatMessage], *, max_tokens: int, temperature: float, should_stop: ShouldStop
     ) -> Iterator[str]:
-        from llama_cpp import StoppingCriteriaList
+        from llama_cpp import LogitsProcessorList
 
-        # Checked by llama-cpp after every sampled token: the model itself stops computing.
-        criteria = StoppingCriteriaList([lambda _ids, _logits: should_stop()])
+        eos = self._llm.token_eos()
+
+        def end_when_stopped(_input_ids, scores):
+            # Called by llama-cpp before each token is sampled: on stop, only end-of-sequence
+            # remains possible, so the model's own loop ends.
+            if should_stop():
+                scores[:] = -np.inf
+                scores[eos] = 0.0
+            return scores
+
+        # The stream is lazy: each token is computed only when the loop below asks for it, so
+        # leaving the loop (and closing the stream) also stops the computation.
         with self._lock:
             stream = self._llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
@@ -66,7 +78,7 @@ class LlamaCppLanguageModel(LanguageModel):
                 temperature=temperature,
                 repeat_penalty=1.15,
                 stream=True,
-                stopping_criteria=criteria,
+                logits_processor=LogitsProcessorList([end_when_stopped]),
             )
             try:
                 for chunk in stream:

@@ -173,9 +173,9 @@
       var head = el("div", "citation-head");
       var label = "[" + n + "] " + (item.document || "document") + " — page " + item.page;
       var link;
-      if (item.url) {
+      if (item.url && /^(\/|https?:)/i.test(item.url)) { // our own /documents/<id>/file/#page=N
         link = el("a", "citation-link", label);
-        link.href = item.url; // a relative URL from our server; the anchor escapes nothing here
+        link.href = item.url;
         link.target = "_blank";
         link.rel = "noopener";
       } else {
