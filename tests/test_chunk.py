@@ -149,7 +149,8 @@ def test_minilm_never_truncates_a_smartevse_chunk(settings, smartevse):
         progress=lambda *a, **k: None,
     )
     # Even at the largest size the pipeline allows (max_tokens - 2), nothing is cut.
-    widest = chunk_pages(parse_file(smartevse).pages, tokenize=embedder.tokenize, chunk_tokens=254, overlap=40)
+    pages = parse_file(smartevse).pages
+    widest = chunk_pages(pages, tokenize=embedder.tokenize, chunk_tokens=254, overlap=40)
 
     assert len(Recorder.chunks) > 5
     tokenizer = embedder._tokenizer

@@ -27,14 +27,19 @@ def delete_delay():
 
 
 @pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    return django_capture_on_commit_callbacks
+
+
+@pytest.fixture
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
 
 
 @pytest.fixture
-def document(smartevse, admin_user, ingest_delay, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
+def document(smartevse, admin_user, ingest_delay, on_commit):
+    with on_commit(execute=True):
         doc, created = services.document_add_path(path=smartevse, user=admin_user)
     assert created
     ingest_delay.reset_mock()
@@ -80,10 +85,10 @@ def test_non_admins_are_forbidden(client, request, user_fixture):
     assert response.status_code == 403
 
 
-def test_non_admins_cannot_upload(client, technician, ingest_delay, smartevse, django_capture_on_commit_callbacks):
+def test_non_admins_cannot_upload(client, technician, ingest_delay, smartevse, on_commit):
     client.force_login(technician)
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         response = client.post(URL, {"files": [pdf_upload(smartevse)]})
 
     assert response.status_code == 403
@@ -103,11 +108,11 @@ def test_anonymous_is_sent_to_login(client, db):
 
 
 def test_admin_uploads_a_manual_and_it_is_queued(
-    admin_client, admin_user, smartevse, ingest_delay, django_capture_on_commit_callbacks, settings
+    admin_client, admin_user, smartevse, ingest_delay, on_commit, settings
 ):
     data = smartevse.read_bytes()
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with on_commit(execute=True) as callbacks:
         response = admin_client.post(URL, {"files": [pdf_upload(smartevse)]})
 
     assert response.status_code == 302
@@ -130,9 +135,9 @@ def test_admin_uploads_a_manual_and_it_is_queued(
 
 
 def test_the_task_is_queued_only_when_the_transaction_commits(
-    admin_client, smartevse, ingest_delay, django_capture_on_commit_callbacks
+    admin_client, smartevse, ingest_delay, on_commit
 ):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with on_commit(execute=False) as callbacks:
         admin_client.post(URL, {"files": [pdf_upload(smartevse)]})
 
     ingest_delay.assert_not_called()  # not before the commit
@@ -142,14 +147,14 @@ def test_the_task_is_queued_only_when_the_transaction_commits(
 
 
 def test_uploading_identical_content_again_creates_nothing_new(
-    admin_client, smartevse, ingest_delay, django_capture_on_commit_callbacks
+    admin_client, smartevse, ingest_delay, on_commit
 ):
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         admin_client.post(URL, {"files": [pdf_upload(smartevse)]}, follow=True)  # follow: shows its message
     first = Document.objects.get()
     ingest_delay.reset_mock()
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with on_commit(execute=True) as callbacks:
         response = admin_client.post(URL, {"files": [pdf_upload(smartevse, name="copy-of-manual.pdf")]})
 
     assert response.status_code == 302
@@ -164,28 +169,29 @@ def test_uploading_identical_content_again_creates_nothing_new(
 
 
 def test_several_files_in_one_post(
-    admin_client, smartevse, troubleshooting, ingest_delay, django_capture_on_commit_callbacks
+    admin_client, smartevse, troubleshooting, ingest_delay, on_commit
 ):
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         response = admin_client.post(
             URL,
-            {"files": [pdf_upload(smartevse), pdf_upload(troubleshooting), upload("codes.csv", "E01,relay\n")]},
+            {"files": [pdf_upload(smartevse), pdf_upload(troubleshooting), upload("codes.csv", "E01,relay")]},
         )
 
     assert response.status_code == 302
     names = set(Document.objects.values_list("original_name", flat=True))
     assert names == {smartevse.name, troubleshooting.name, "codes.csv"}
     assert Document.objects.filter(status=Document.Status.QUEUED).count() == 3
-    assert sorted(c.args[0] for c in ingest_delay.call_args_list) == sorted(Document.objects.values_list("pk", flat=True))
+    queued = sorted(c.args[0] for c in ingest_delay.call_args_list)
+    assert queued == sorted(Document.objects.values_list("pk", flat=True))
     assert len(stored_files()) == 3
     assert len(messages_of(response)) == 3
 
 
 @pytest.mark.parametrize("name", ["setup.exe", "manual.docx", "noextension"])
 def test_a_wrong_file_type_is_rejected_and_nothing_stored(
-    admin_client, ingest_delay, django_capture_on_commit_callbacks, name
+    admin_client, ingest_delay, on_commit, name
 ):
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         response = admin_client.post(URL, {"files": [upload(name, b"MZ\x90\x00 not a manual")]})
 
     assert response.status_code == 302
@@ -197,9 +203,9 @@ def test_a_wrong_file_type_is_rejected_and_nothing_stored(
 
 
 def test_a_rejected_file_does_not_stop_the_others(
-    admin_client, smartevse, ingest_delay, django_capture_on_commit_callbacks
+    admin_client, smartevse, ingest_delay, on_commit
 ):
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         response = admin_client.post(URL, {"files": [upload("virus.exe", b"MZ..."), pdf_upload(smartevse)]})
 
     assert response.status_code == 302
@@ -209,12 +215,12 @@ def test_a_rejected_file_does_not_stop_the_others(
 
 
 def test_a_file_over_the_size_limit_is_rejected(
-    admin_client, settings, ingest_delay, django_capture_on_commit_callbacks
+    admin_client, settings, ingest_delay, on_commit
 ):
     settings.NANOSENTRI_MAX_UPLOAD_MB = 1
     big = upload("huge.log", b"x" * (1024 * 1024 + 1))
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         response = admin_client.post(URL, {"files": [big]})
 
     assert response.status_code == 302
@@ -225,17 +231,17 @@ def test_a_file_over_the_size_limit_is_rejected(
     assert "huge.log" in message and "1 MB limit" in message
 
 
-def test_a_file_at_the_size_limit_is_accepted(admin_client, settings, ingest_delay, django_capture_on_commit_callbacks):
+def test_a_file_at_the_size_limit_is_accepted(admin_client, settings, ingest_delay, on_commit):
     settings.NANOSENTRI_MAX_UPLOAD_MB = 1
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         admin_client.post(URL, {"files": [upload("big.log", b"x" * (1024 * 1024))]})
 
     assert Document.objects.get().size_bytes == 1024 * 1024
 
 
-def test_an_empty_file_is_rejected(admin_client, ingest_delay, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
+def test_an_empty_file_is_rejected(admin_client, ingest_delay, on_commit):
+    with on_commit(execute=True):
         response = admin_client.post(URL, {"files": [upload("empty.txt", b"")]})
 
     assert response.status_code in (200, 302)
@@ -260,12 +266,12 @@ def test_a_post_without_files_tells_the_admin(admin_client, ingest_delay):
 # --- re-index and delete ----------------------------------------------------------------------
 
 
-def test_reindex_requeues_the_document(admin_client, document, ingest_delay, django_capture_on_commit_callbacks):
+def test_reindex_requeues_the_document(admin_client, document, ingest_delay, on_commit):
     Document.objects.filter(pk=document.pk).update(
         status=Document.Status.FAILED, error="corrupt", chunks_done=7, chunks_total=9, pages_done=2
     )
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         response = admin_client.post(f"{URL}{document.pk}/reindex/")
 
     assert response.status_code == 302
@@ -277,12 +283,12 @@ def test_reindex_requeues_the_document(admin_client, document, ingest_delay, dja
 
 
 def test_delete_removes_the_row_the_file_and_queues_vector_removal(
-    admin_client, document, delete_delay, django_capture_on_commit_callbacks
+    admin_client, document, delete_delay, on_commit
 ):
     path = services.document_path(document)
     assert path.is_file()
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         response = admin_client.post(f"{URL}{document.pk}/delete/")
 
     assert response.status_code == 302
@@ -304,7 +310,9 @@ def test_get_on_actions_is_not_allowed(admin_client, document, action, ingest_de
 
 
 @pytest.mark.parametrize("action", ["reindex", "delete"])
-def test_technicians_cannot_reindex_or_delete(client, technician, document, action, ingest_delay, delete_delay):
+def test_technicians_cannot_reindex_or_delete(
+    client, technician, document, action, ingest_delay, delete_delay
+):
     client.force_login(technician)
 
     response = client.post(f"{URL}{document.pk}/{action}/")
@@ -339,10 +347,12 @@ def test_any_logged_in_user_can_open_the_pdf_inline(client, request, document, s
 
 
 def test_a_text_file_is_served_as_sandboxed_plain_text(
-    client, technician, admin_user, ingest_delay, django_capture_on_commit_callbacks
+    client, technician, admin_user, ingest_delay, on_commit
 ):
-    with django_capture_on_commit_callbacks(execute=True):
-        doc, _ = services.document_store(name="service.log", chunks=[b"<script>alert(1)</script>"], size=25, user=admin_user)
+    with on_commit(execute=True):
+        doc, _ = services.document_store(
+            name="service.log", chunks=[b"<script>alert(1)</script>"], size=25, user=admin_user
+        )
     client.force_login(technician)
 
     response = client.get(f"{URL}{doc.pk}/file/")
@@ -374,7 +384,7 @@ def test_a_file_missing_from_storage_is_404(client, technician, document):
 
 
 def test_the_row_partial_is_rendered_for_admins(admin_client, document):
-    Document.objects.filter(pk=document.pk).update(status=Document.Status.INDEXED, page_count=2, chunk_count=13)
+    Document.objects.filter(pk=document.pk).update(status="indexed", page_count=2, chunk_count=13)
 
     response = admin_client.get(f"{URL}{document.pk}/row/")
 
@@ -397,12 +407,12 @@ def test_the_row_of_an_unknown_document_is_404(admin_client):
 
 
 def test_an_encrypted_pdf_upload_is_accepted_and_left_to_the_worker(
-    admin_client, ingest_delay, django_capture_on_commit_callbacks
+    admin_client, ingest_delay, on_commit
 ):
     # The upload only checks name, size and duplicates; parsing problems surface in the worker.
     data = make_pdf(["secret"], user_password="secret")
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with on_commit(execute=True):
         admin_client.post(URL, {"files": [upload("locked.pdf", data, "application/pdf")]})
 
     assert Document.objects.get().status == Document.Status.QUEUED

@@ -36,7 +36,10 @@ def _no_task_dispatch():
 def broadcasts():
     """Every progress payload broadcast during the test, as the browser would receive it."""
     payloads: list[dict] = []
-    with mock.patch("apps.knowledge.services.broadcast", side_effect=lambda d: payloads.append(d.progress_payload())):
+    def record(document):
+        payloads.append(document.progress_payload())
+
+    with mock.patch("apps.knowledge.services.broadcast", side_effect=record):
         yield payloads
 
 
@@ -348,7 +351,8 @@ def test_delete_then_the_task_removes_the_vectors(db, troubleshooting, django_ca
     document_ingest(document_id=document.pk)
     pk = document.pk
 
-    with mock.patch("apps.knowledge.tasks.delete_vectors_task.delay", side_effect=delete_vectors_task) as delay:
+    run_now = mock.patch("apps.knowledge.tasks.delete_vectors_task.delay", side_effect=delete_vectors_task)
+    with run_now as delay:
         with django_capture_on_commit_callbacks(execute=True):
             services.document_delete(document=document)
 

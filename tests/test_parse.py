@@ -93,7 +93,8 @@ def test_a_truncated_real_manual_is_a_parse_error(tmp_path, smartevse):
 
 @pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
 def test_a_password_protected_pdf_is_rejected_as_encrypted(tmp_path, algorithm):
-    path = write(tmp_path, "locked.pdf", make_pdf(["secret wiring notes"], user_password="secret", algorithm=algorithm))
+    pdf = make_pdf(["secret wiring notes"], user_password="secret", algorithm=algorithm)
+    path = write(tmp_path, "locked.pdf", pdf)
 
     with pytest.raises(ParseError) as exc:
         parse_file(path)
@@ -103,7 +104,8 @@ def test_a_password_protected_pdf_is_rejected_as_encrypted(tmp_path, algorithm):
 
 @pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
 def test_a_pdf_encrypted_with_an_empty_user_password_is_readable(tmp_path, algorithm):
-    path = write(tmp_path, "restricted.pdf", make_pdf([LONG_1, LONG_3], user_password="", algorithm=algorithm))
+    pdf = make_pdf([LONG_1, LONG_3], user_password="", algorithm=algorithm)
+    path = write(tmp_path, "restricted.pdf", pdf)
 
     parsed = parse_file(path)
 

@@ -48,7 +48,7 @@ def test_it_numbers_passages_in_rank_order_with_file_and_page():
 
 
 def test_it_states_the_rules_in_the_system_message():
-    prompt = build_prompt("Why is the bed not heating?", [passage(0)], MockLanguageModel(), max_new_tokens=100)
+    prompt = build_prompt("Why is the bed not heating?", [passage(0)], MockLanguageModel(), max_new_tokens=99)
 
     system = prompt.messages[0]
     assert system.role == "system"
@@ -60,7 +60,9 @@ def test_it_states_the_rules_in_the_system_message():
 
 
 def test_it_ends_with_the_question():
-    prompt = build_prompt("  What does error E01 mean?  \n", [passage(0)], MockLanguageModel(), max_new_tokens=100)
+    question = "  What does error E01 mean?  \n"
+
+    prompt = build_prompt(question, [passage(0)], MockLanguageModel(), max_new_tokens=100)
 
     assert user_text(prompt).endswith("Question: What does error E01 mean?")
     assert user_text(prompt).startswith("Manual passages:")
@@ -116,7 +118,9 @@ def test_a_single_huge_passage_is_shortened_to_fit():
     huge = passage(0, words=2000)
     max_new = 120
 
-    prompt = build_prompt("How do I level the bed?", [huge, passage(1, words=50)], model, max_new_tokens=max_new)
+    ranked = [huge, passage(1, words=50)]
+
+    prompt = build_prompt("How do I level the bed?", ranked, model, max_new_tokens=max_new)
 
     assert prompt.prompt_tokens <= model.context_window - max_new
     assert len(prompt.passages) == 1

@@ -129,7 +129,9 @@ def test_no_citations_no_links():
 
 
 def test_a_cite_link_cannot_be_forged_with_extra_attributes():
-    html = render_answer('<a class="cite" href="#cite-1" onclick="x()" style="color:red">[1]</a>', citation_count=1)
+    forged = '<a class="cite" href="#cite-1" onclick="x()" style="color:red">[1]</a>'
+
+    html = render_answer(forged, citation_count=1)
 
     assert "onclick" not in html and "style" not in html
 
