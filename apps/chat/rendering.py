@@ -8,7 +8,8 @@ ALLOWED_TAGS = {
     "p", "br", "strong", "em", "b", "i", "code", "pre", "blockquote", "ul", "ol", "li",
     "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "hr", "sup", "a",
 }
-_CITE = re.compile(r"\[(\d{1,2})\]")
+_CITE = re.compile(r"(?<![\w\]])\[(\d{1,2})\]")
+_CODE = re.compile(r"(<pre>.*?</pre>|<code>.*?</code>)", re.S)
 
 
 def render_answer(text: str, citation_count: int = 0) -> str:
@@ -22,4 +23,6 @@ def render_answer(text: str, citation_count: int = 0) -> str:
             return f'<a class="cite" href="#cite-{n}">[{n}]</a>'
         return match.group(0)
 
-    return _CITE.sub(link, safe)
+    # Code is shown verbatim: no citation links inside it.
+    parts = _CODE.split(safe)
+    return "".join(part if i % 2 else _CITE.sub(link, part) for i, part in enumerate(parts))
