@@ -4,9 +4,13 @@ import threading
 
 log = logging.getLogger(__name__)
 
+# "idle" (no warm-up asked), "loading", "ready" or "failed: <reason>"; shown by /healthz/.
+state = {"models": "idle"}
+
 
 def start_warmup() -> threading.Thread:
     def work():
+        state["models"] = "loading"
         try:
             from apps.knowledge.vector_index import get_vector_index
             from models.embedding import get_embedder
@@ -15,8 +19,10 @@ def start_warmup() -> threading.Thread:
             get_embedder().embed(["warm up"])
             get_vector_index()
             model = get_language_model()
+            state["models"] = "ready"
             log.info("models ready: %s", model.name)
         except Exception as exc:  # the chat reports the problem to the user when asked
+            state["models"] = f"failed: {exc}"
             log.warning("model warm-up failed: %s", exc)
 
     thread = threading.Thread(target=work, name="warmup", daemon=True)

@@ -14,4 +14,6 @@ def home(request):
 def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
+    from apps.chat.warmup import state
+
+    return JsonResponse({"status": "ok", "models": state["models"]})

@@ -1,0 +1,138 @@
+"""End to end in headless Chromium: the app as `manage.py runapp` starts it (real worker, real
+model), an admin uploads a manual and watches it index, a technician asks and stops the answer.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "e2e-Passw0rd!"
+QUESTION = "What does ERROR HIGH TEMP mean and when does charging resume?"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("e2e-data")
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NANOSENTRI_")},
+        "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
+        "NANOSENTRI_DATA_DIR": str(data_dir),
+        "NANOSENTRI_DEMO_PASSWORD": PASSWORD,
+        "NANOSENTRI_DEMO_INGEST": "0",
+    }
+    env.pop("DATABASE_URL", None)  # the README's run command: embedded defaults
+    env.pop("REDIS_URL", None)
+    log_path = data_dir / "runapp.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runapp", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the app did not get ready: " + log_path.read_text()[-3000:]
+        try:
+            health = httpx.get(f"{url}/healthz/", timeout=2).json()
+            if health["models"] == "ready":
+                break
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    yield url
+    proc.send_signal(2)  # Ctrl-C stops everything it started
+    try:
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = log_path.read_text()
+    assert "Stopped." in output
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/install.sh --dev installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+def _login(page, url, username):
+    page.goto(f"{url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+def test_admin_uploads_then_technician_asks_and_stops(app_url, browser, smartevse):
+    from playwright.sync_api import expect
+
+    admin = browser.new_context().new_page()
+    _login(admin, app_url, "admin")
+    assert admin.url.endswith("/documents/")
+    admin.set_input_files("input[type=file]", str(smartevse))
+    admin.click("button:has-text('Upload')")
+    admin.wait_for_load_state()
+    row = admin.locator("tr.doc-row", has_text=smartevse.name)
+    expect(row).to_be_visible()
+    admin.evaluate("window.__noReload = true")
+    expect(row.locator("[data-role=status]")).to_have_text("Indexed", timeout=180_000)
+    assert admin.evaluate("window.__noReload === true"), "the page reloaded: progress must be live"
+    expect(row.locator("[data-role=progress]")).to_have_attribute("value", "100")
+    expect(row.locator("[data-role=pages]")).to_have_text("2")
+    admin.context.close()
+
+    tech = browser.new_context().new_page()
+    _login(tech, app_url, "technician")
+    tech.goto(f"{app_url}/chat/")
+    expect(tech.locator("#ask")).to_be_enabled(timeout=15_000)
+    tech.fill("#question", QUESTION)
+    sent = time.perf_counter()
+    tech.click("#ask")
+    first = tech.locator(".citation").first
+    expect(first).to_be_visible(timeout=5_000)
+    citations_after = time.perf_counter() - sent
+    expect(first).to_contain_text(smartevse.name)
+    expect(first).to_contain_text("page 2")
+    link = first.locator("a").first
+    assert re.search(r"/documents/\d+/file/#page=2$", link.get_attribute("href"))
+    answer = tech.locator(".msg-assistant .answer").last
+    expect(answer).not_to_be_empty(timeout=60_000)
+    streamed = answer.inner_text()
+    tech.wait_for_timeout(300)
+    assert len(answer.inner_text()) >= len(streamed)
+    tech.click("#stop")
+    status = tech.locator(".msg-assistant .answer-status").last
+    expect(status).to_contain_text(re.compile("stopped|completed"), timeout=15_000)
+    expect(tech.locator("#ask")).to_be_enabled()
+    assert citations_after < 1.5, f"citations took {citations_after:.2f} s to appear"
+    tech.context.close()
