@@ -226,3 +226,25 @@ async def test_a_second_ask_while_streaming_is_busy(technician, slow_model):
     await communicator.send_json_to({"type": "stop"})
     await _until_done(communicator)
     await communicator.disconnect()
+
+
+async def test_a_second_chat_waits_its_turn_and_is_told_its_position(technician, supervisor, slow_model):
+    await database_sync_to_async(_index_manual)()
+    first = await _connect(technician)
+    second = await _connect(supervisor)
+    await first.send_json_to({"type": "ask", "question": "What does ERROR HIGH TEMP mean?"})
+    while (await first.receive_json_from())["type"] != "token":
+        pass
+    await second.send_json_to({"type": "ask", "question": "What does ERROR HIGH TEMP mean?"})
+    kinds = []
+    while (event := await second.receive_json_from())["type"] != "queued":
+        kinds.append(event["type"])
+    assert event["position"] == 1
+    assert "citations" in kinds  # the evidence does not wait for the model
+    await first.send_json_to({"type": "stop"})
+    await _until_done(first)
+    events = await _until_done(second, timeout=30)
+    assert any(e["type"] == "token" for e in events)
+    assert events[-1]["status"] == "completed"
+    await first.disconnect()
+    await second.disconnect()

@@ -126,3 +126,25 @@ async def test_websocket_streams_the_real_model_and_stop_stops_it(real_stack, te
     assert kinds.count("token") < 10
     await asyncio.sleep(0.2)
     await communicator.disconnect()
+
+
+@pytest.mark.django_db
+def test_a_chat_template_file_overrides_the_one_in_the_gguf(real_stack, tmp_path):
+    from models.llm import ChatMessage
+
+    messages = [ChatMessage("user", "Say hello.")]
+
+    def prompt_tokens(model):
+        list(model.stream_chat(messages, max_tokens=1, temperature=0.0, should_stop=lambda: False))
+        return model._llm.n_tokens  # tokens evaluated: the formatted prompt plus one
+
+    default = prompt_tokens(get_language_model())
+    preamble = "maintenance " * 200
+    template = tmp_path / "template.jinja"
+    template.write_text(
+        preamble + "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "<|im_start|>assistant\n"
+    )
+    real_stack.NANOSENTRI_LLM_CHAT_TEMPLATE = str(template)
+    overridden = prompt_tokens(get_language_model())
+    assert overridden - default >= 150, (default, overridden)
