@@ -47,7 +47,7 @@ for arg in "$@"; do
         --dev) DEV=1 ;;
         --force) FORCE=1 ;;
         -h | --help)
-            sed -n '2,8p' "$SELF" | sed 's/^# \{0,1\}//'
+            sed -n '2,10p' "$SELF" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -215,7 +215,7 @@ if [[ $DEV -eq 1 && $dev_done -eq 0 ]]; then
 
     step "dev 2/2 Chromium for browser tests (Debian package 'chromium')"
     if have_chromium; then
-        echo "    /usr/bin/chromium present ($(/usr/bin/chromium --version 2>/dev/null || echo 'version unknown'))"
+        echo "    /usr/bin/chromium present ($(/usr/bin/chromium --version 2>/dev/null | head -n 1))"
     else
         SUDO=()
         if [[ $(id -u) -ne 0 ]]; then
@@ -230,7 +230,7 @@ if [[ $DEV -eq 1 && $dev_done -eq 0 ]]; then
             apt_install || die "apt-get install chromium failed"
         fi
         have_chromium || die "chromium installed but /usr/bin/chromium is missing"
-        echo "    $(/usr/bin/chromium --version 2>/dev/null || true)"
+        echo "    $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
     fi
 
     end_step

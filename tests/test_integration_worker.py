@@ -90,7 +90,9 @@ def worker_factory(shared_dirs, tmp_path):
     yield start
     for w in workers:
         w.stop()
-    print((tmp_path / "worker.log").read_text(errors="replace")[-3000:])
+    log = tmp_path / "worker.log"
+    if log.exists():
+        print(log.read_text(errors="replace")[-3000:])  # shown when a test fails
 
 
 def _wait_status(pk, statuses, timeout=180):
@@ -154,7 +156,7 @@ def test_a_killed_ingest_is_redone_without_duplicates(client, admin_user, quick_
 
 def test_progress_reaches_the_channel_layer_when_it_is_shared(client, admin_user, troubleshooting, worker_factory):
     if not django_settings.NANOSENTRI_SHARED_CHANNEL_LAYER:
-        pytest.skip("embedded default: no shared channel layer (progress follows the database; see test_documents_progress)")
+        pytest.skip("embedded default: no shared channel layer (progress follows the database; see tests/test_documents_progress.py)")
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
