@@ -37,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -273,38 +274,39 @@ def token_counts(texts: list[str], embedder) -> dict:
 # --- experiments (bench process only) ----------------------------------------------------------
 
 
-def _time_embed(model_embed, docs_texts, batch_size, repeats) -> float:
-    """Median seconds to embed every document's chunks, one call per document as the app does."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for texts in docs_texts:
-            for start in range(0, len(texts), batch_size):
-                model_embed(texts[start : start + batch_size], batch_size)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def _embed_docs(model_embed, docs_texts, batch_size) -> float:
+    """Seconds to embed every document's chunks in batches, one document after the other (as the app)."""
+    started = time.perf_counter()
+    for texts in docs_texts:
+        for start in range(0, len(texts), batch_size):
+            model_embed(texts[start : start + batch_size], batch_size)
+    return time.perf_counter() - started
 
 
-def experiments(app_result, embedder, manuals, settings, repeats: int) -> tuple[str, list]:
+def experiments(app_result, embedder, manuals, settings, repeats: int) -> str:
+    """EXPERIMENTS on the embed stage (bench process only, app code untouched).
+
+    Every variant embeds the app's own chunks of all manuals; the variants are interleaved in
+    every repetition (so a burst of load on the machine hits them alike) and summarised by medians.
+    """
     import numpy as np
     import torch
 
-    inner = embedder.inner
-    model = inner._model  # the SentenceTransformer the app loaded
-    chunks = app_result["texts"]
-    # Split the recorded texts back per document (same order as ingested).
     from ingest.chunk import chunk_pages
     from ingest.parse import parse_file
 
-    docs_texts = []
-    for path in manuals:
-        parsed = parse_file(path)
-        limit = min(settings.NANOSENTRI_CHUNK_TOKENS, inner.max_tokens - 2)
-        docs_texts.append(
-            [c.text for c in chunk_pages(parsed.pages, tokenize=inner.tokenize, chunk_tokens=limit,
-                                          overlap=settings.NANOSENTRI_CHUNK_OVERLAP)]
-        )
-    assert sum(docs_texts, []) == chunks, "re-chunking did not give the same chunks"
+    inner = embedder.inner
+    model = inner._model  # the SentenceTransformer the app loaded
+    limit = min(settings.NANOSENTRI_CHUNK_TOKENS, inner.max_tokens - 2)
+    parsed = [parse_file(path) for path in manuals]
+
+    def chunks_for(overlap):
+        return [[c.text for c in chunk_pages(p.pages, tokenize=inner.tokenize, chunk_tokens=limit, overlap=overlap)]
+                for p in parsed]
+
+    docs_texts = chunks_for(settings.NANOSENTRI_CHUNK_OVERLAP)
+    chunks = sum(docs_texts, [])
+    assert chunks == app_result["texts"], "re-chunking did not give the app's chunks"
 
     def encode_with(m):
         def run(texts, batch_size):
@@ -313,52 +315,82 @@ def experiments(app_result, embedder, manuals, settings, repeats: int) -> tuple[
 
         return run
 
-    fp32 = encode_with(model)
-    rows = []
-    base = _time_embed(fp32, docs_texts, settings.NANOSENTRI_EMBEDDING_BATCH, repeats)
-    rows.append([f"app as is: batch {settings.NANOSENTRI_EMBEDDING_BATCH}, {torch.get_num_threads()} torch threads, fp32",
-                 fmt(base, 2), "1.00", "—"])
-    for bs in (8, 16, 32, 128):
-        if bs == settings.NANOSENTRI_EMBEDDING_BATCH:
-            continue
-        t = _time_embed(fp32, docs_texts, bs, repeats)
-        rows.append([f"batch size {bs}", fmt(t, 2), fmt(base / t, 2), "same vectors"])
-    # One call over all documents (length-sorted across documents by sentence-transformers).
-    t = _time_embed(fp32, [chunks], settings.NANOSENTRI_EMBEDDING_BATCH, repeats)
-    rows.append(["all documents' chunks in one call (sorting by length across documents)", fmt(t, 2),
-                 fmt(base / t, 2), "same vectors"])
-    threads = torch.get_num_threads()
-    if threads > 1:
-        torch.set_num_threads(1)
-        try:
-            t = _time_embed(fp32, docs_texts, settings.NANOSENTRI_EMBEDDING_BATCH, repeats)
-        finally:
-            torch.set_num_threads(threads)
-        rows.append(["torch.set_num_threads(1)", fmt(t, 2), fmt(base / t, 2), "same vectors"])
+    def quantized(skip_ffn_down: bool):
+        names = {name for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
+        if skip_ffn_down:  # BERT's FFN down-projection is "layer.N.output.dense" (not "attention.output.dense")
+            names = {n for n in names if not (n.endswith(".output.dense") and ".attention." not in n)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), names, dtype=torch.qint8)
+        run = encode_with(q)
+        run(["warm up"], 1)
+        return run
 
-    # int8 dynamic quantization of the Linear layers, with a retrieval-quality check.
-    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
-    int8 = encode_with(quantized)
-    int8(["warm up"], 1)
-    t = _time_embed(int8, docs_texts, settings.NANOSENTRI_EMBEDDING_BATCH, repeats)
-    v32 = fp32(chunks, 64)
-    v8 = int8(chunks, 64)
-    cos = (v32 * v8).sum(axis=1)
-    q32 = fp32(QUALITY_QUESTIONS, 64)
-    q8 = int8(QUALITY_QUESTIONS, 64)
+    fp32 = encode_with(model)
+    batch = settings.NANOSENTRI_EMBEDDING_BATCH
+    threads = torch.get_num_threads()
+    int8_all = quantized(skip_ffn_down=False)
+    int8_most = quantized(skip_ffn_down=True)
+    no_overlap = chunks_for(0)
+
+    def with_threads(n, fn):
+        def run():
+            torch.set_num_threads(n)
+            try:
+                return fn()
+            finally:
+                torch.set_num_threads(threads)
+
+        return run
+
+    variants = {
+        f"app as is: batch {batch}, {threads} torch threads, fp32": lambda: _embed_docs(fp32, docs_texts, batch),
+        "batch size 8": lambda: _embed_docs(fp32, docs_texts, 8),
+        "batch size 16": lambda: _embed_docs(fp32, docs_texts, 16),
+        "batch size 32": lambda: _embed_docs(fp32, docs_texts, 32),
+        "all manuals' chunks in one encode call (sorted by length across documents)":
+            lambda: _embed_docs(fp32, [chunks], batch),
+    }
+    if threads > 1:
+        variants["torch.set_num_threads(1)"] = with_threads(1, lambda: _embed_docs(fp32, docs_texts, batch))
+        variants["torch.set_num_threads(1), batch size 16"] = with_threads(1, lambda: _embed_docs(fp32, docs_texts, 16))
+    variants["int8 dynamic quantization, all Linear layers"] = lambda: _embed_docs(int8_all, docs_texts, batch)
+    variants["int8 dynamic quantization, all Linear layers but the FFN down-projections"] = (
+        lambda: _embed_docs(int8_most, docs_texts, batch))
+    variants[f"chunk overlap 0 instead of {settings.NANOSENTRI_CHUNK_OVERLAP} ({len(sum(no_overlap, []))} chunks)"] = (
+        lambda: _embed_docs(fp32, no_overlap, batch))
+
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            times[name].append(fn())
+    base_name = next(iter(variants))
+    base = statistics.median(times[base_name])
+
     k = settings.NANOSENTRI_RETRIEVAL_TOP_K
+    v32, q32 = fp32(chunks, 64), fp32(QUALITY_QUESTIONS, 64)
     top32 = np.argsort(-(q32 @ v32.T), axis=1)[:, :k]
-    top8 = np.argsort(-(q8 @ v8.T), axis=1)[:, :k]
-    # Mixed: chunks indexed in int8, question in int8 (what a quantized app would do) vs fp32.
-    overlap = statistics.mean(len(set(a) & set(b)) / k for a, b in zip(top32, top8))
-    top1 = statistics.mean(int(a[0] == b[0]) for a, b in zip(top32, top8))
-    quality = (f"chunk vectors cos(fp32, int8) mean {cos.mean():.3f} / min {cos.min():.3f}; "
-               f"top-{k} overlap {overlap:.0%}, top-1 same {top1:.0%} over {len(QUALITY_QUESTIONS)} questions")
-    rows.append(["int8 dynamic quantization of the Linear layers (torch.ao quantize_dynamic)", fmt(t, 2),
-                 fmt(base / t, 2), quality])
-    note = table(["EXPERIMENT (embed stage only, app chunks, one call per document)", "seconds (median)",
-                  "speed-up", "effect on vectors"], rows)
-    return note, rows
+
+    def quality(run) -> str:
+        v, q = run(chunks, 64), run(QUALITY_QUESTIONS, 64)
+        cos = (v32 * v).sum(axis=1)
+        top = np.argsort(-(q @ v.T), axis=1)[:, :k]
+        overlap = statistics.mean(len(set(a) & set(b)) / k for a, b in zip(top32, top))
+        first = statistics.mean(int(a[0] == b[0]) for a, b in zip(top32, top))
+        return (f"cos(fp32, int8) of the chunk vectors mean {cos.mean():.3f}, min {cos.min():.3f}; "
+                f"top-{k} overlap {overlap:.0%}, same top-1 {first:.0%} ({len(QUALITY_QUESTIONS)} questions)")
+
+    effects = {name: "same vectors" for name in variants}
+    effects[base_name] = "—"
+    effects["int8 dynamic quantization, all Linear layers"] = quality(int8_all)
+    effects["int8 dynamic quantization, all Linear layers but the FFN down-projections"] = quality(int8_most)
+    for name in variants:
+        if name.startswith("chunk overlap 0"):
+            effects[name] = "fewer, different chunks: fewer word pieces to embed; retrieval not checked"
+    rows = [[name, fmt(statistics.median(t), 2), fmt(base / statistics.median(t), 2), effects[name]]
+            for name, t in times.items()]
+    return table([f"EXPERIMENT (embed stage only, app chunks, {repeats} interleaved repetitions)",
+                  "seconds (median)", "speed-up", "effect on vectors / retrieval"], rows)
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -408,6 +440,10 @@ def run(args, data_dir: Path) -> int:
 
     with contextlib.redirect_stdout(io.StringIO()):  # "LLM is explicitly disabled. Using MockLLM."
         LlamaSettings.llm = None
+    import logging
+
+    # Said once in the report instead of on every load_data() call.
+    logging.getLogger("llama_index.core.readers.file.base").setLevel(logging.ERROR)
     manuals = manual_paths(args.manuals)
     file_extractor, reader_note = page_pdf_reader()
     node_parser = LlamaSettings.node_parser
@@ -506,7 +542,7 @@ def run(args, data_dir: Path) -> int:
     ]
     if args.experiments == "always" or (args.experiments == "auto" and ratio < GOAL_RATIO):
         say("running the embed-stage experiments")
-        note, _rows = experiments(results["app"][-1], embedder, manuals, settings, repeats=max(3, args.runs))
+        note = experiments(results["app"][-1], embedder, manuals, settings, repeats=max(3, args.runs))
         lines += ["", note]
     print("\n".join(lines))
     return 0

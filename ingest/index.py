@@ -57,7 +57,7 @@ class VectorIndex:
     def refresh(self) -> None:
         """Re-open the store so writes made by another process (the worker) are seen."""
         if self._reopen is not None:
-            with self._lock:
+            with self._lock:  # never while a search is using the old client
                 self._store = self._reopen()
 
     def add(self, *, document_id: int, file_name: str, chunks: list[Chunk], embeddings: list[list[float]]) -> None:
@@ -92,8 +92,9 @@ class VectorIndex:
 
         from models.embedding import as_llama_index
 
-        index = VectorStoreIndex.from_vector_store(self._store, embed_model=as_llama_index(self._embedder))
-        results = index.as_retriever(similarity_top_k=top_k).retrieve(query)
+        with self._lock:
+            index = VectorStoreIndex.from_vector_store(self._store, embed_model=as_llama_index(self._embedder))
+            results = index.as_retriever(similarity_top_k=top_k).retrieve(query)
         passages = []
         for hit in results:
             meta = hit.node.metadata

@@ -79,12 +79,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         self.cancel = threading.Event()
-        services.run_answer_in_thread(
-            question=question,
-            conversation=conversation,
-            cancel=self.cancel,
-            emit=lambda event: loop.call_soon_threadsafe(events.put_nowait, event),
-        )
+        cancel = self.cancel
+
+        def emit(event):
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+            except RuntimeError:  # the event loop is gone (server shutting down): stop the model
+                cancel.set()
+
+        services.run_answer_in_thread(question=question, conversation=conversation, cancel=cancel, emit=emit)
         self.pump = asyncio.create_task(self._forward(events))
 
     async def _forward(self, events: asyncio.Queue):

@@ -58,6 +58,7 @@ class Citation(models.Model):
     chunk_index = models.PositiveIntegerField(default=0)
     score = models.FloatField()
     text = models.TextField()
+    highlights = models.JSONField(default=list, blank=True)  # the lines that match the question
 
     class Meta:
         ordering = ["rank"]
@@ -70,6 +71,7 @@ class Citation(models.Model):
             "page": self.page,
             "score": round(self.score, 4),
             "text": self.text,
+            "highlights": self.highlights,
             "url": self.url,
         }
 

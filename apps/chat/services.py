@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from apps.chat.highlight import key_lines
 from apps.chat.models import Citation, Conversation, Message
 from apps.chat.prompting import NOT_COVERED, build_prompt
 from apps.chat.rendering import render_answer
@@ -66,7 +67,7 @@ def answer_stream(
 
     # 1. Evidence first: retrieve and show the passages before the model is even asked.
     passages, retrieval_ms = passages_search(question)
-    citations = _citations_save(answer, passages)
+    citations = _citations_save(answer, passages, question)
     yield {
         "type": "citations",
         "message": answer.pk,
@@ -133,7 +134,7 @@ def answer_stream(
     yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at)
 
 
-def _citations_save(answer: Message, passages) -> list[Citation]:
+def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
     from apps.knowledge.models import Document
 
     existing = set(Document.objects.filter(pk__in=[p.document_id for p in passages]).values_list("pk", flat=True))
@@ -147,6 +148,7 @@ def _citations_save(answer: Message, passages) -> list[Citation]:
             chunk_index=p.chunk_index,
             score=p.score,
             text=p.text,
+            highlights=key_lines(question, p.text),
         )
         for i, p in enumerate(passages)
     ]

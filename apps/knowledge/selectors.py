@@ -15,10 +15,10 @@ def document_list():
 
 
 def _index_generation() -> tuple:
-    # Changes whenever a document is indexed or removed, by any process.
+    """Changes whenever the worker (another process) finishes indexing a document."""
     from django.db.models import Count, Max
 
-    agg = Document.objects.aggregate(n=Count("id"), last=Max("updated"))
+    agg = Document.objects.filter(status=Document.Status.INDEXED).aggregate(n=Count("id"), last=Max("indexed_at"))
     return (agg["n"], agg["last"])
 
 

@@ -189,6 +189,12 @@
       }
       li.appendChild(head);
 
+      if (item.highlights && item.highlights.length) {
+        var quote = el("blockquote", "key-lines");
+        item.highlights.forEach(function (line) { quote.appendChild(el("p", null, line)); });
+        li.appendChild(quote);
+      }
+
       var details = el("details", "passage");
       details.appendChild(el("summary", null, "Show passage"));
       details.appendChild(el("p", "passage-text", item.text || ""));
