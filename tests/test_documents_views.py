@@ -417,3 +417,27 @@ def test_an_encrypted_pdf_upload_is_accepted_and_left_to_the_worker(
 
     assert Document.objects.get().status == Document.Status.QUEUED
     ingest_delay.assert_called_once()
+
+
+def test_uploading_a_failed_file_again_tries_again(client, admin_user, tmp_path, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from apps.knowledge.models import Document
+    from tests.factories import make_pdf
+
+    client.force_login(admin_user)
+    data = make_pdf(["Pump manual page one with enough words to index properly."])
+    upload = SimpleUploadedFile("pump.pdf", data, content_type="application/pdf")
+    with mock.patch("apps.knowledge.tasks.ingest_document_task.delay"):
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post("/documents/", {"files": upload})
+    document = Document.objects.get()
+    Document.objects.filter(pk=document.pk).update(status="failed", error="worker crashed")
+    with mock.patch("apps.knowledge.tasks.ingest_document_task.delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/documents/", {"files": SimpleUploadedFile("pump-again.pdf", data)}, follow=True)
+    document.refresh_from_db()
+    assert document.status == "queued" and document.error == ""
+    delay.assert_called_once_with(document.pk)
+    assert Document.objects.count() == 1
+    assert "queued again" in response.content.decode()

@@ -80,6 +80,10 @@ def document_store(*, name: str, chunks, size: int | None = None, user=None) -> 
     existing = Document.objects.filter(content_hash=content_hash).first()
     if existing:
         os.unlink(tmp.name)
+        if existing.status == Document.Status.FAILED:
+            # Uploading a failed file again is a request to try again (the cause may be fixed).
+            with transaction.atomic():
+                document_queue(document=existing)
         return existing, False
     stored = Path(content_hash[:2]) / f"{content_hash}{extension}"
     (upload_dir / stored).parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ def documents(request):
                     continue
                 if created:
                     messages.success(request, f"{document.original_name}: queued for indexing")
+                elif document.status == document.Status.QUEUED:
+                    messages.info(request, f"{uploaded.name}: identical to “{document.original_name}”; queued again")
                 else:
                     messages.info(
                         request,
