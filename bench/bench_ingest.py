@@ -287,7 +287,8 @@ def experiments(app_result, embedder, manuals, settings, repeats: int) -> str:
     """EXPERIMENTS on the embed stage (bench process only, app code untouched).
 
     Every variant embeds the app's own chunks of all manuals; the variants are interleaved in
-    every repetition (so a burst of load on the machine hits them alike) and summarised by medians.
+    every repetition in a rotated order (so a burst of load on the machine hits them alike) and
+    summarised by medians.
     """
     import numpy as np
     import torch
@@ -361,9 +362,10 @@ def experiments(app_result, embedder, manuals, settings, repeats: int) -> str:
         lambda: _embed_docs(fp32, no_overlap, batch))
 
     times = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            times[name].append(fn())
+    names = list(variants)
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[: i % len(names)]:  # rotated order every repetition
+            times[name].append(variants[name]())
     base_name = next(iter(variants))
     base = statistics.median(times[base_name])
 

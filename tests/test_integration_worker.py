@@ -158,26 +158,30 @@ def test_progress_reaches_the_channel_layer_when_it_is_shared(client, admin_user
     if not django_settings.NANOSENTRI_SHARED_CHANNEL_LAYER:
         pytest.skip("embedded default: no shared channel layer (progress follows the database; see tests/test_documents_progress.py)")
     from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
+    from channels.db import database_sync_to_async
+    from channels_redis.core import RedisChannelLayer
 
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("documents", channel)
     worker_factory()
     client.force_login(admin_user)
-    doc = _upload(client, troubleshooting)
-    statuses = []
-    deadline = time.monotonic() + 180
-    while "indexed" not in statuses and time.monotonic() < deadline:
-        try:
-            message = async_to_sync(_receive)(layer, channel)
-        except asyncio.TimeoutError:
-            continue
-        if message["document"]["id"] == doc.pk:
-            statuses.append(message["document"]["status"])
-    assert statuses[-1] == "indexed"
+
+    async def listen_while_uploading():
+        # One event loop for the whole conversation with Redis (the layer's queues bind to it).
+        layer = RedisChannelLayer(hosts=[django_settings.REDIS_URL])
+        channel = await layer.new_channel()
+        await layer.group_add("documents", channel)
+        doc = await database_sync_to_async(_upload)(client, troubleshooting)
+        statuses = []
+        deadline = time.monotonic() + 180
+        while "indexed" not in statuses and time.monotonic() < deadline:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=5)
+            except asyncio.TimeoutError:
+                continue
+            if message["document"]["id"] == doc.pk:
+                statuses.append(message["document"]["status"])
+        await layer.group_discard("documents", channel)
+        return statuses
+
+    statuses = async_to_sync(listen_while_uploading)()
+    assert statuses and statuses[-1] == "indexed", statuses
     assert "embedding" in statuses
-
-
-async def _receive(layer, channel):
-    return await asyncio.wait_for(layer.receive(channel), timeout=5)
