@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.knowledge",
     "apps.chat",
+    "apps.assets",
 ]
 
 MIDDLEWARE = [
@@ -190,6 +191,18 @@ NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.32
 # Passages scoring this far below the best one are dropped: a small model answers better from
 # one clearly relevant page than from that page plus loosely related ones.
 NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF = envfloat("NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF", 0.12)
+
+# --- Assets, telemetry, diagnostics --------------------------------------------------------
+NANOSENTRI_RULES_FILE = env("NANOSENTRI_RULES_FILE", str(BASE_DIR / "diagnostics" / "rules" / "default.yaml"))
+NANOSENTRI_READING_RETENTION_DAYS = envint("NANOSENTRI_READING_RETENTION_DAYS", 90)
+NANOSENTRI_MISSING_AFTER_MINUTES = envint("NANOSENTRI_MISSING_AFTER_MINUTES", 15)
+NANOSENTRI_TELEMETRY_AUTOREGISTER = envbool("NANOSENTRI_TELEMETRY_AUTOREGISTER", False)
+NANOSENTRI_MQTT_URL = env("NANOSENTRI_MQTT_URL", "")  # e.g. mqtt://127.0.0.1:1883; empty = no listener
+NANOSENTRI_MQTT_TOPICS = [t.strip() for t in env("NANOSENTRI_MQTT_TOPICS", "nanosentri/telemetry/#").split(",") if t.strip()]
+NANOSENTRI_MQTT_USERNAME = env("NANOSENTRI_MQTT_USERNAME", "")
+NANOSENTRI_MQTT_PASSWORD = envsecret("NANOSENTRI_MQTT_PASSWORD", "")
+NANOSENTRI_MQTT_CLIENT_ID = env("NANOSENTRI_MQTT_CLIENT_ID", "nanosentri-listener")
+NANOSENTRI_TELEMETRY_GATEWAY_TOKEN = envsecret("NANOSENTRI_TELEMETRY_GATEWAY_TOKEN", "")
 
 # --- Demo -----------------------------------------------------------------------------------
 NANOSENTRI_DEMO_MANUALS_DIR = env("NANOSENTRI_DEMO_MANUALS_DIR", str(BASE_DIR.parent / "shared" / "data" / "manuals"))

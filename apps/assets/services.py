@@ -1,0 +1,123 @@
+"""Writes for telemetry: store a parsed payload as readings, reject bad ones (logged and counted)."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.assets.models import Asset, DeviceType, Reading, Sensor, SensorSpec, TelemetryRejection
+from apps.assets.payloads import Payload, PayloadError, parse_payload
+
+log = logging.getLogger(__name__)
+
+# Rejections counted per reason kind in this process (the listener logs these periodically);
+# every rejection is also kept in TelemetryRejection for the admin.
+rejection_counts: Counter = Counter()
+_counts_lock = threading.Lock()
+
+
+@dataclass
+class StoreResult:
+    asset: Asset | None = None
+    stored: int = 0
+    unknown_sensors: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def payload_reject(*, source: str, reason: str, raw: bytes | str = b"", topic: str = "") -> None:
+    kind = reason.split(":")[0][:60]
+    with _counts_lock:
+        rejection_counts[kind] += 1
+    excerpt = raw[:500].decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)[:500]
+    log.warning("telemetry rejected (%s%s): %s", source, f" {topic}" if topic else "", reason)
+    TelemetryRejection.objects.create(source=source, topic=topic[:200], reason=reason[:300], excerpt=excerpt)
+
+
+def sensor_from_spec(asset: Asset, key: str) -> Sensor | None:
+    """A sensor for ``key`` created from the asset type's catalogue spec, if it has one."""
+    if asset.device_type_id is None:
+        return None
+    spec = SensorSpec.objects.filter(device_type_id=asset.device_type_id, key=key).first()
+    if spec is None:
+        return None
+    sensor, _ = Sensor.objects.get_or_create(
+        asset=asset, key=key,
+        defaults={"kind": spec.kind, "unit": spec.unit, "min_value": spec.min_value, "max_value": spec.max_value,
+                  "warn_low": spec.warn_low, "warn_high": spec.warn_high, "description": spec.description},
+    )
+    return sensor
+
+
+def _asset_for(payload: Payload, asset_hint: str | None) -> Asset | None:
+    asset_id = payload.asset or asset_hint
+    if not asset_id:
+        return None
+    asset = Asset.objects.filter(asset_id=asset_id).first()
+    if asset is None:
+        # Devices often report their type as their id (ID:WXT536): accept a unique asset of that type.
+        of_type = list(Asset.objects.filter(device_type__key=asset_id)[:2])
+        if len(of_type) == 1:
+            return of_type[0]
+    if asset is None and settings.NANOSENTRI_TELEMETRY_AUTOREGISTER:
+        device_type = DeviceType.objects.filter(key=asset_id.split("-")[0]).first()
+        asset = Asset.objects.create(asset_id=asset_id, name=asset_id, device_type=device_type)
+        log.info("auto-registered asset %s", asset_id)
+    return asset
+
+
+def payload_store(payload: Payload, *, source: str, asset_hint: str | None = None, raw: bytes | str = b"", topic: str = "") -> StoreResult:
+    """Store every reading of ``payload``. Unknown assets and sensors are reported, not fatal."""
+    asset = _asset_for(payload, asset_hint)
+    if asset is None:
+        reason = f"unknown asset: {payload.asset or asset_hint or '(none given)'}"
+        payload_reject(source=source, reason=reason, raw=raw, topic=topic)
+        return StoreResult(error=reason)
+    ts = payload.ts or timezone.now()
+    sensors = {s.key: s for s in asset.sensors.all()}
+    rows, unknown = [], []
+    for reading in payload.readings:
+        sensor = sensors.get(reading.key) or sensor_from_spec(asset, reading.key)
+        if sensor is None and settings.NANOSENTRI_TELEMETRY_AUTOREGISTER:
+            sensor = Sensor.objects.create(
+                asset=asset, key=reading.key, unit=reading.unit,
+                kind=SensorSpec.Kind.NUMERIC if reading.value is not None else SensorSpec.Kind.STATUS,
+            )
+        if sensor is None:
+            unknown.append(reading.key)
+            continue
+        sensors[reading.key] = sensor
+        rows.append(Reading(sensor=sensor, ts=ts, value=reading.value, text=(reading.flag or reading.text)[:200], source=source))
+    with transaction.atomic():
+        Reading.objects.bulk_create(rows)
+    if unknown:
+        payload_reject(source=source, reason=f"unknown sensor(s) of {asset.asset_id}: {', '.join(unknown)}", raw=raw, topic=topic)
+    return StoreResult(asset=asset, stored=len(rows), unknown_sensors=unknown)
+
+
+def payload_receive(raw: bytes | str, *, source: str, asset_hint: str | None = None, topic: str = "") -> StoreResult:
+    """Parse and store one raw payload; a malformed one is rejected with a logged, counted reason."""
+    try:
+        payload = parse_payload(raw)
+    except PayloadError as exc:
+        reason = f"malformed payload: {exc}"
+        payload_reject(source=source, reason=reason, raw=raw, topic=topic)
+        return StoreResult(error=reason)
+    return payload_store(payload, source=source, asset_hint=asset_hint, raw=raw, topic=topic)
+
+
+def readings_purge(*, now=None) -> int:
+    """Delete readings older than NANOSENTRI_READING_RETENTION_DAYS; returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.NANOSENTRI_READING_RETENTION_DAYS)
+    deleted, _ = Reading.objects.filter(ts__lt=cutoff).delete()
+    return deleted

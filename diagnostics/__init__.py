@@ -1,0 +1,1 @@
+"""Deterministic diagnostics: findings rules and streaming anomaly detection (no Django)."""
