@@ -11,5 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("documents/", include("apps.knowledge.urls")),
     path("chat/", include("apps.chat.urls")),
+    path("assets/", include("apps.assets.urls")),
+    path("api/telemetry/", include("apps.assets.api_urls")),
     path("admin/", admin.site.urls),
 ]

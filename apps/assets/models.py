@@ -115,3 +115,26 @@ class TelemetryRejection(models.Model):
 
     class Meta:
         ordering = ["-received"]
+
+
+class Alert(models.Model):
+    """A high-severity finding that appeared on an asset; open until the finding goes away."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="alerts")
+    rule = models.CharField(max_length=64)
+    sensor = models.CharField(max_length=64, blank=True)
+    severity = models.CharField(max_length=10)
+    message = models.TextField()
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    resolved = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["asset", "resolved"], name="alert_open_per_asset")]
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.pk, "asset": self.asset.asset_id, "rule": self.rule, "sensor": self.sensor,
+            "severity": self.severity, "message": self.message, "created": self.created.isoformat(),
+            "url": f"/assets/{self.asset.asset_id}/",
+        }

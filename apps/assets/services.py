@@ -121,3 +121,30 @@ def readings_purge(*, now=None) -> int:
     cutoff = now - timedelta(days=settings.NANOSENTRI_READING_RETENTION_DAYS)
     deleted, _ = Reading.objects.filter(ts__lt=cutoff).delete()
     return deleted
+
+
+ALERT_SEVERITIES = ("critical", "high")
+
+
+def alerts_refresh(asset: Asset) -> list:
+    """Open an Alert for each new high-severity finding of ``asset``; resolve those that cleared.
+
+    Returns the alerts opened now (callers notify technicians about these).
+    """
+    from apps.assets.models import Alert
+    from apps.assets.selectors import asset_live_context
+
+    findings = [f for f in asset_live_context(asset).findings if f.severity in ALERT_SEVERITIES]
+    firing = {(f.rule, f.sensor): f for f in findings}
+    opened = []
+    with transaction.atomic():
+        open_alerts = {(a.rule, a.sensor): a for a in Alert.objects.select_for_update().filter(asset=asset, resolved__isnull=True)}
+        for key, alert in open_alerts.items():
+            if key not in firing:
+                alert.resolved = timezone.now()
+                alert.save(update_fields=["resolved"])
+        for key, finding in firing.items():
+            if key not in open_alerts:
+                opened.append(Alert.objects.create(asset=asset, rule=finding.rule, sensor=finding.sensor,
+                                                   severity=finding.severity, message=finding.message))
+    return opened
