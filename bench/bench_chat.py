@@ -699,7 +699,9 @@ def render(args, header, loads, config, ingested, prompts, runs, arms, idle_cpu,
     diag = [
         ["app: server-side retrieval (`retrieval_ms`)", fmt(retrieval, 1)],
         ["app: server-side model TTFT (`model_ttft_ms`, prompt built → first token)", fmt(model_ttft, 0)],
-        ["app: client TTFT − server model TTFT (transport, DB, retrieval, prompt build)", fmt(app_ttft - model_ttft, 0)],
+        ["app: client TTFT − server model TTFT, per run (retrieval, DB, prompt build, transport)",
+         fmt(median([r["app"]["ttft_ms"] - s["model_ttft_ms"] for r, s in zip(runs, server)
+                     if r["app"]["ttft_ms"] is not None and s.get("model_ttft_ms") is not None]), 0)],
         ["app: server-side tokens/s (`done.timings.tokens_per_s`)", fmt(median([s.get("tokens_per_s") for s in server]))],
     ]
     if "wrapper" in arms:

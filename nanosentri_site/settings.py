@@ -190,6 +190,8 @@ NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
 NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.32)
 # Passages scoring this far below the best one are dropped: a small model answers better from
 # one clearly relevant page than from that page plus loosely related ones.
+# With live findings and no manual linked to the asset, only strong matches are cited.
+NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS", 0.5)
 NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF = envfloat("NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF", 0.12)
 
 # --- Assets, telemetry, diagnostics --------------------------------------------------------

@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.accounts.roles import ROLES, has_role
+from apps.assets.models import Asset
 from apps.chat import services
 from apps.chat.models import Conversation
 
@@ -66,6 +67,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             question = services.question_clean(frame.get("question"))
         except services.InvalidQuestion as exc:
             return await self._error("invalid_question", str(exc))
+        asset_id, context_text = frame.get("asset"), frame.get("context")
+        if asset_id is not None and not isinstance(asset_id, str):
+            return await self._error("bad_frame", "asset must be an asset id string")
+        if context_text is not None and (not isinstance(context_text, str) or len(context_text) > 4000):
+            return await self._error("bad_frame", "context must be log text of at most 4000 characters")
+        asset = None
+        if asset_id:
+            asset = await database_sync_to_async(lambda: Asset.objects.filter(asset_id=asset_id).first())()
+            if asset is None:
+                return await self._error("unknown_asset", f"no asset {asset_id[:64]!r}")
         conversation_id = frame.get("conversation")
         if conversation_id is not None and not isinstance(conversation_id, int):
             return await self._error("bad_frame", "conversation must be an integer id")
@@ -87,7 +98,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             except RuntimeError:  # the event loop is gone (server shutting down): stop the model
                 cancel.set()
 
-        services.run_answer_in_thread(question=question, conversation=conversation, cancel=cancel, emit=emit)
+        services.run_answer_in_thread(
+            question=question, conversation=conversation, cancel=cancel, emit=emit, asset=asset, context_text=context_text
+        )
         self.pump = asyncio.create_task(self._forward(events))
 
     async def _forward(self, events: asyncio.Queue):

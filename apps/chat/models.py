@@ -35,6 +35,8 @@ class Message(models.Model):
     error = models.TextField(blank=True)
     model_name = models.CharField(max_length=200, blank=True)
     timings = models.JSONField(default=dict, blank=True)
+    # The readings and findings shown beside the answer, as they were at the time.
+    live_context = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     completed = models.DateTimeField(null=True, blank=True)
 

@@ -8,9 +8,10 @@ from models.llm.base import ChatMessage
 
 SYSTEM_RULES = (
     "You are NanoSentri, a maintenance assistant for field technicians. "
-    "Answer ONLY from the numbered manual passages given with the question. "
+    "Answer ONLY from the numbered manual passages and the live sensor readings given with the question. "
     "Cite the passages you use as [1], [2]. "
-    "If the passages do not answer the question, say plainly that the manuals do not cover it. "
+    "When diagnostic findings are given, start from the most severe one: say what is wrong and what to check. "
+    "If neither the passages nor the readings answer the question, say plainly that the manuals do not cover it. "
     "Be short and practical: what it means, what to check, what to do."
 )
 
@@ -33,11 +34,17 @@ def format_passage(n: int, passage: Passage) -> str:
     return f"[{n}] {passage.file_name}, page {passage.page}:\n{passage.text.strip()}"
 
 
-def _user_content(question: str, blocks: list[str]) -> str:
-    return "Manual passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question.strip()}"
+def _user_content(question: str, blocks: list[str], live_block: str = "") -> str:
+    parts = []
+    if live_block:
+        parts.append(live_block)
+    if blocks:
+        parts.append("Manual passages:\n\n" + "\n\n".join(blocks))
+    parts.append(f"Question: {question.strip()}")
+    return "\n\n".join(parts)
 
 
-def build_prompt(question: str, passages: list[Passage], model, *, max_new_tokens: int) -> Prompt:
+def build_prompt(question: str, passages: list[Passage], model, *, max_new_tokens: int, live_block: str = "") -> Prompt:
     """The chat messages for ``question``, keeping as many passages as the context window allows.
 
     Passages are in rank order; when the prompt would not leave room for ``max_new_tokens``,
@@ -49,11 +56,12 @@ def build_prompt(question: str, passages: list[Passage], model, *, max_new_token
     trimmed = 0
 
     def render(ps: list[Passage]) -> list[ChatMessage]:
-        return [system, ChatMessage("user", _user_content(question, [format_passage(i + 1, p) for i, p in enumerate(ps)]))]
+        blocks = [format_passage(i + 1, p) for i, p in enumerate(ps)]
+        return [system, ChatMessage("user", _user_content(question, blocks, live_block))]
 
     messages = render(kept)
     tokens = model.count_chat_tokens(messages)
-    while tokens > budget and len(kept) > 1:
+    while tokens > budget and len(kept) > (0 if live_block else 1):
         kept.pop()
         trimmed += 1
         messages = render(kept)

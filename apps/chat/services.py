@@ -49,15 +49,44 @@ def conversation_for(*, user, conversation_id=None, title: str = "") -> Conversa
     return Conversation.objects.create(user=user if getattr(user, "is_authenticated", False) else None, title=title[:200])
 
 
+class InvalidContext(ValueError):
+    pass
+
+
+def live_context_for(*, question: str, asset=None, context_text: str | None = None):
+    """The sensor context of an answer: pasted log text, the chosen asset, or one named in the question."""
+    from apps.assets.payloads import PayloadError
+    from apps.assets.selectors import asset_live_context, asset_recognise, context_live_context
+
+    if context_text:
+        try:
+            return context_live_context(context_text, asset=asset)
+        except PayloadError as exc:
+            raise InvalidContext(f"the pasted context is not a readable log line: {exc}") from exc
+    asset = asset or asset_recognise(question)
+    return asset_live_context(asset) if asset is not None else None
+
+
 def answer_stream(
-    *, question: str, conversation: Conversation, cancel: threading.Event | None = None
+    *,
+    question: str,
+    conversation: Conversation,
+    cancel: threading.Event | None = None,
+    asset=None,
+    context_text: str | None = None,
 ) -> Iterator[dict]:
-    """Answer ``question`` in ``conversation``, yielding protocol events as they happen."""
+    """Answer ``question`` in ``conversation``, yielding protocol events as they happen.
+
+    ``asset`` (an Asset) or ``context_text`` (a pasted log line, parsed but not stored) add
+    live sensor readings and diagnostic findings; otherwise an asset named in the question is
+    used when there is one.
+    """
     from models.llm import generation_queue, get_language_model
 
     cancel = cancel or threading.Event()
     received = time.perf_counter()
     question = question_clean(question)
+    live = live_context_for(question=question, asset=asset, context_text=context_text)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
     answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING)
     if not conversation.title:
@@ -65,8 +94,19 @@ def answer_stream(
     conversation.save(update_fields=["title", "updated"])
     yield {"type": "accepted", "conversation": conversation.pk, "message": answer.pk}
 
-    # 1. Evidence first: retrieve and show the passages before the model is even asked.
-    passages, retrieval_ms = passages_search(question)
+    # 1. Evidence first: passages and live findings reach the screen before the model is asked.
+    findings = live.findings if live else []
+    manuals = _linked_manuals(live)
+    query = question
+    if manuals:
+        # Within the asset's own manuals, what the findings point at ("heater supply") finds the page.
+        query = " ".join([question] + [f.manual_query for f in findings[:2] if f.manual_query])
+    min_score = None
+    if findings and not manuals:
+        # The findings are about one device; a page that only loosely matches, possibly from
+        # another device's manual, would mislead more than it helps.
+        min_score = max(settings.NANOSENTRI_RETRIEVAL_MIN_SCORE, settings.NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS)
+    passages, retrieval_ms = passages_search(query, document_ids=manuals or None, min_score=min_score)
     citations = _citations_save(answer, passages, question)
     yield {
         "type": "citations",
@@ -75,8 +115,12 @@ def answer_stream(
         "retrieval_ms": round(retrieval_ms, 1),
     }
     timings = {"retrieval_ms": round(retrieval_ms, 1)}
+    if live is not None:
+        snapshot = live.as_dict()
+        Message.objects.filter(pk=answer.pk).update(live_context=snapshot)
+        yield {"type": "live_context", "message": answer.pk, **snapshot}
 
-    if not passages:
+    if not passages and not findings:
         yield {"type": "token", "message": answer.pk, "text": NOT_COVERED}
         yield _finish(answer, NOT_COVERED, Message.Status.NOT_COVERED, timings, received, 0)
         return
@@ -96,7 +140,10 @@ def answer_stream(
             return
         try:
             model = get_language_model()
-            prompt = build_prompt(question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS)
+            prompt = build_prompt(
+                question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
+                live_block=live.prompt_block() if live else "",
+            )
         except ModelUnavailable as exc:
             yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
             yield _finish(answer, "", Message.Status.FAILED, timings, received, 0, error=str(exc))
@@ -132,6 +179,14 @@ def answer_stream(
     finally:
         generation_queue.leave(ticket)
     yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at)
+
+
+def _linked_manuals(live) -> set[int]:
+    if live is None or not live.asset:
+        return set()
+    from apps.assets.models import Asset
+
+    return set(Asset.objects.filter(asset_id=live.asset).values_list("manuals", flat=True)) - {None}
 
 
 def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
@@ -178,15 +233,22 @@ def _finish(answer, text, status, timings, received, token_count, first_token_at
     }
 
 
-def run_answer_in_thread(*, question: str, conversation: Conversation, cancel: threading.Event, emit) -> threading.Thread:
+def run_answer_in_thread(
+    *, question: str, conversation: Conversation, cancel: threading.Event, emit, asset=None, context_text=None
+) -> threading.Thread:
     """Run ``answer_stream`` in a thread, handing every event to ``emit`` (thread-safe callback)."""
 
     def work():
         try:
-            for event in answer_stream(question=question, conversation=conversation, cancel=cancel):
+            events = answer_stream(
+                question=question, conversation=conversation, cancel=cancel, asset=asset, context_text=context_text
+            )
+            for event in events:
                 emit(event)
         except InvalidQuestion as exc:
             emit({"type": "error", "code": "invalid_question", "detail": str(exc)})
+        except InvalidContext as exc:
+            emit({"type": "error", "code": "bad_context", "detail": str(exc)})
         except Exception as exc:
             log.exception("answer pipeline failed")
             emit({"type": "error", "code": "internal_error", "detail": f"{exc.__class__.__name__}: {exc}"})

@@ -22,7 +22,9 @@ def _index_generation() -> tuple:
     return (agg["n"], agg["last"])
 
 
-def passages_search(question: str, *, top_k: int | None = None, min_score: float | None = None) -> tuple[list[Passage], float]:
+def passages_search(
+    question: str, *, top_k: int | None = None, min_score: float | None = None, document_ids: set[int] | None = None
+) -> tuple[list[Passage], float]:
     """Top passages for ``question`` from indexed documents, and the milliseconds it took.
 
     Hits below ``min_score`` and chunks of documents that are not (or no longer) indexed are
@@ -37,7 +39,9 @@ def passages_search(question: str, *, top_k: int | None = None, min_score: float
         index.refresh()  # the worker (another process) may have changed the store
     index.generation = generation
     # Ask for a few more than needed: some hits may belong to documents being re-indexed.
-    hits = index.search(question, top_k=top_k * 2)
+    hits = index.search(question, top_k=top_k * (6 if document_ids else 2))
+    if document_ids:  # only these manuals (e.g. the ones linked to the asset asked about)
+        hits = [h for h in hits if h.document_id in document_ids]
     indexed = set(
         Document.objects.filter(pk__in={h.document_id for h in hits}, status=Document.Status.INDEXED).values_list(
             "pk", flat=True

@@ -11,15 +11,31 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("question")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--asset", help="the asset id whose live readings to use (e.g. WXT536-01)")
+        parser.add_argument("--context", help="raw log text, parsed like a telemetry payload (not stored)")
 
     def handle(self, *args, **options):
+        from apps.assets.models import Asset
+
+        asset = None
+        if options["asset"]:
+            asset = Asset.objects.filter(asset_id=options["asset"]).first()
+            if asset is None:
+                raise CommandError(f"unknown asset {options['asset']!r}")
         self._load_models()
+        live = {}
         try:
             conversation = services.conversation_for(user=None, title=options["question"])
-            events = services.answer_stream(question=options["question"], conversation=conversation)
+            events = services.answer_stream(
+                question=options["question"], conversation=conversation, asset=asset, context_text=options["context"]
+            )
             citations, pieces, done, errors = [], [], None, []
             for event in events:
                 kind = event["type"]
+                if kind == "live_context":
+                    live = event
+                    if not options["json"]:
+                        self._print_live(event)
                 if kind == "citations":
                     citations = event["items"]
                     if not options["json"]:
@@ -33,7 +49,7 @@ class Command(BaseCommand):
                     errors.append(event)
                 elif kind == "done":
                     done = event
-        except services.InvalidQuestion as exc:
+        except (services.InvalidQuestion, services.InvalidContext) as exc:
             raise CommandError(str(exc)) from exc
         timings = done["timings"] if done else {}
         if options["json"]:
@@ -49,6 +65,11 @@ class Command(BaseCommand):
                     "tokens_per_s": timings.get("tokens_per_s"),
                 },
                 "status": done["status"] if done else "failed",
+                "findings": [
+                    {"rule": f["rule"], "severity": f["severity"], "message": f["message"], "sensor": f["sensor"]}
+                    for f in live.get("findings", [])
+                ],
+                "readings": live.get("readings", {}),
             }
             if errors:
                 result["error"] = errors[-1]["detail"]
@@ -76,6 +97,13 @@ class Command(BaseCommand):
             get_language_model()
         except ModelUnavailable:
             pass  # reported by the pipeline, with the citations still shown
+
+    def _print_live(self, live):
+        readings = ", ".join(f"{k}={v['value']}{v['unit']}" for k, v in live["readings"].items())
+        self.stdout.write(f"Live context ({live.get('asset') or 'pasted log'}): {readings}")
+        for f in live["findings"]:
+            self.stdout.write(f"  [{f['severity']}] {f['message']}")
+        self.stdout.write("")
 
     def _print_citations(self, citations):
         if not citations:
