@@ -148,3 +148,31 @@ def test_a_chat_template_file_overrides_the_one_in_the_gguf(real_stack, tmp_path
     real_stack.NANOSENTRI_LLM_CHAT_TEMPLATE = str(template)
     overridden = prompt_tokens(get_language_model())
     assert overridden - default >= 150, (default, overridden)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "question, context, rule, phrases",
+    [
+        ("Why is the wind sensor not reporting data?",
+         "[2026-06-12] ID:WXT536 >>> HEAT_CURRENT: 0.00A | TEMP_AMB: -15.2C | STATUS: ICE_WARNING",
+         "heater_failure", ["heat", "24 V heater supply"]),
+        ("Diagnose the intermittent resets.", "V_IN: 8.4V [LOW] | REF_CHK: FAIL | EVENT: SYSTEM_RESET",
+         "low_supply_resets", ["8.4 V is below the 10–30 V operating range", "root cause"]),
+    ],
+)
+def test_sensor_findings_reach_the_answer_through_the_real_model(real_stack, smartevse, question, context, rule, phrases):
+    _ingest(smartevse)  # an unrelated manual: it must not be cited for this device
+    out = StringIO()
+    call_command("ask", question, "--context", context, "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    top = result["findings"][0]
+    assert top["rule"] == rule and top["severity"] == "high"
+    for phrase in phrases:
+        assert phrase in top["message"]
+    assert result["citations"] == []
+    assert result["status"] == "completed" and len(result["answer"]) > 20
+    message = Message.objects.get(role="assistant")
+    assert message.live_context["findings"][0]["rule"] == rule
+    # The findings were in the prompt the model saw.
+    assert message.timings["prompt_tokens"] > 100

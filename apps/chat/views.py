@@ -13,4 +13,12 @@ def chat(request, pk=None):
         current = Conversation.objects.filter(pk=pk, user=request.user).prefetch_related("messages__citations").first()
         if current is None:
             raise Http404("no such conversation")
-    return render(request, "chat/chat.html", {"conversations": conversations, "current": current})
+    from apps.assets.models import Asset
+
+    context = {
+        "conversations": conversations,
+        "current": current,
+        "assets": Asset.objects.select_related("device_type").all()[:500],
+        "selected_asset": request.GET.get("asset", ""),
+    }
+    return render(request, "chat/chat.html", context)

@@ -11,6 +11,8 @@
   var transcript = document.getElementById("transcript");
   var form = document.getElementById("ask-form");
   var textarea = document.getElementById("question");
+  var assetSelect = document.getElementById("asset");
+  var contextInput = document.getElementById("context");
   var askButton = document.getElementById("ask");
   var stopButton = document.getElementById("stop");
   var queueStatus = document.getElementById("queue-status");
@@ -143,11 +145,16 @@
     meta.appendChild(status);
     meta.appendChild(timings);
 
+    var liveContext = el("section", "live-context");
+    liveContext.setAttribute("aria-label", "Live context");
+    liveContext.hidden = true;
+
+    article.appendChild(liveContext);
     article.appendChild(citations);
     article.appendChild(answer);
     article.appendChild(meta);
     transcript.appendChild(article);
-    return { el: article, citations: citations, answer: answer, status: status, timings: timings,
+    return { el: article, citations: citations, liveContext: liveContext, answer: answer, status: status, timings: timings,
              message: null, gotToken: false, stopping: false, accepted: false };
   }
 
@@ -202,6 +209,43 @@
       list.appendChild(li);
     });
     section.appendChild(list);
+  }
+
+  /* Sensor readings and diagnostic findings: shown before the model's first token. */
+  function renderLiveContext(target, frame) {
+    var section = target.liveContext;
+    while (section.firstChild) section.removeChild(section.firstChild);
+    var title = "Live context" + (frame.asset ? " — " + frame.asset : "") +
+      (frame.source === "context" ? " (pasted log)" : "");
+    section.appendChild(el("h3", "live-context-title", title));
+    var findings = frame.findings || [];
+    if (findings.length) {
+      var list = el("ul", "findings");
+      findings.forEach(function (f) {
+        var li = el("li", "finding severity-" + f.severity);
+        li.appendChild(el("span", "severity-badge", f.severity));
+        li.appendChild(el("span", "finding-message", " " + f.message));
+        if (f.check) li.appendChild(el("div", "finding-check small", "Check: " + f.check));
+        list.appendChild(li);
+      });
+      section.appendChild(list);
+    } else {
+      section.appendChild(el("p", "muted small", "No active findings."));
+    }
+    var readings = frame.readings || {};
+    var keys = Object.keys(readings);
+    if (keys.length) {
+      var table = el("dl", "readings");
+      keys.forEach(function (key) {
+        var r = readings[key];
+        table.appendChild(el("dt", null, key));
+        var text = String(r.value) + (r.unit ? " " + r.unit : "");
+        if (r.min !== null && r.max !== null && r.min !== undefined) text += "  (range " + r.min + "–" + r.max + ")";
+        table.appendChild(el("dd", null, text));
+      });
+      section.appendChild(table);
+    }
+    section.hidden = false;
   }
 
   function formatTimings(t) {
@@ -354,6 +398,12 @@
           scrollToBottom();
         }
         break;
+      case "live_context":
+        if (live) {
+          renderLiveContext(live, frame);
+          scrollToBottom();
+        }
+        break;
       case "queued":
         if (live && !live.gotToken) {
           var n = frame.position;
@@ -388,6 +438,8 @@
     setQueueStatus("Searching the manuals…");
     var frame = { type: "ask", question: question };
     if (conversationId !== null) frame.conversation = conversationId;
+    if (assetSelect && assetSelect.value) frame.asset = assetSelect.value;
+    if (contextInput && contextInput.value.trim()) frame.context = contextInput.value.trim();
     socket.send(JSON.stringify(frame));
     textarea.value = "";
     updateButtons();
