@@ -46,6 +46,20 @@ def _isolated_data(settings, tmp_path):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _catalogue(request):
+    """Transactional tests flush every table, data migrations included: put the catalogue back."""
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if marker or {"db", "transactional_db"} & names:
+        transactional = (marker and marker.kwargs.get("transaction")) or "transactional_db" in names
+        request.getfixturevalue("transactional_db" if transactional else "db")
+        from apps.assets.catalogue import catalogue_ensure
+
+        catalogue_ensure()
+    yield
+
+
 def _user(django_user_model, username, role):
     user = django_user_model.objects.create_user(username=username, password="pw-" + username)
     group, _ = Group.objects.get_or_create(name=role)

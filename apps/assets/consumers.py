@@ -120,6 +120,7 @@ class AlertsConsumer(AsyncJsonWebsocketConsumer):
         last_id = Alert.objects.aggregate(last=Max("pk"))["last"]
         if after is None:
             return last_id, []
-        qs = (Alert.objects.filter(pk__gt=after, resolved__isnull=True, created__gte=timezone.now() - CATCH_UP)
+        recent = timezone.now() - CATCH_UP
+        qs = (Alert.objects.filter(pk__gt=after, resolved__isnull=True, created__gte=recent)
               .select_related("asset").order_by("pk")[:CATCH_UP_MAX])
         return last_id, [a.as_dict() for a in qs]

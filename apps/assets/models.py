@@ -1,5 +1,6 @@
 """Sites, assets, their sensors, the built-in device catalogue, and sensor readings."""
 from django.db import models
+from django.urls import reverse
 
 
 class DeviceType(models.Model):
@@ -136,5 +137,5 @@ class Alert(models.Model):
         return {
             "id": self.pk, "asset": self.asset.asset_id, "rule": self.rule, "sensor": self.sensor,
             "severity": self.severity, "message": self.message, "created": self.created.isoformat(),
-            "url": f"/assets/{self.asset.asset_id}/",
+            "url": reverse("assets:detail", args=[self.asset.asset_id]),
         }

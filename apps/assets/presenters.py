@@ -176,14 +176,18 @@ def range_bar(row: SensorRow) -> dict | None:
     def pct(v: float) -> float:
         return (min(max(v, lo), hi) - lo) / (hi - lo) * 100
 
+    def span(a: float, b: float) -> dict:
+        return {"left": _pct(pct(a)), "width": _pct(pct(b) - pct(a))}
+
     warn = []
     if row.warn_low is not None and row.warn_low > lo_range:
-        warn.append({"left": _pct(pct(lo_range)), "width": _pct(pct(min(row.warn_low, hi_range)) - pct(lo_range))})
+        warn.append(span(lo_range, min(row.warn_low, hi_range)))
     if row.warn_high is not None and row.warn_high < hi_range:
-        warn.append({"left": _pct(pct(max(row.warn_high, lo_range))), "width": _pct(pct(hi_range) - pct(max(row.warn_high, lo_range)))})
+        warn.append(span(max(row.warn_high, lo_range), hi_range))
     return {
         "ok_left": _pct(pct(lo_range)),
         "ok_width": _pct(pct(hi_range) - pct(lo_range)),
+        "max_left": _pct(pct(hi_range)),
         "warn": warn,
         "pos": _pct(pct(row.value)) if row.value is not None else None,
         "min": _num(lo_range),
@@ -202,7 +206,8 @@ def sensor_rows(asset: Asset, live: LiveContext) -> list[SensorRow]:
         state: SensorState | None = live.sensors.get(sensor.key)
         row = SensorRow(
             key=sensor.key, kind=sensor.kind, unit=sensor.unit, description=sensor.description,
-            min_value=sensor.min_value, max_value=sensor.max_value, warn_low=sensor.warn_low, warn_high=sensor.warn_high,
+            min_value=sensor.min_value, max_value=sensor.max_value,
+            warn_low=sensor.warn_low, warn_high=sensor.warn_high,
             finding=worst.get(sensor.key, ""),
         )
         if state is not None:
@@ -305,10 +310,13 @@ def asset_page(asset: Asset, *, hours: int, now: datetime | None = None) -> dict
         "charts": charts,
         "cursor": cursor.isoformat(),
         "now_ms": _ms(now),
+        "time_zone": timezone.get_current_timezone_name(),
     }
 
 
-def asset_live(asset: Asset, *, since: datetime | None, hours: int = HOURS_DEFAULT, now: datetime | None = None) -> dict:
+def asset_live(
+    asset: Asset, *, since: datetime | None, hours: int = HOURS_DEFAULT, now: datetime | None = None
+) -> dict:
     """The live poll: numeric readings newer than ``since``, every sensor's latest, the findings."""
     now = now or timezone.now()
     # A client back from a long sleep gets at most the longest window the page can show.
