@@ -146,8 +146,15 @@ def load_rules(path: Path | str) -> list[Rule]:
     import yaml
 
     data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("rules", []), list):
+        raise RuleError(f"{path}: expected a mapping with a 'rules' list")
     rules = []
     for i, raw in enumerate(data.get("rules", [])):
+        if not isinstance(raw, dict):
+            raise RuleError(f"{path}: rule #{i + 1} must be a mapping")
+        device_types = raw.get("device_types", ()) or ()
+        if isinstance(device_types, str):
+            device_types = [device_types]
         try:
             rule = Rule(
                 id=str(raw["id"]),
@@ -156,7 +163,7 @@ def load_rules(path: Path | str) -> list[Rule]:
                 message=str(raw["message"]),
                 sensor=str(raw.get("sensor", "")),
                 check=str(raw.get("check", "")),
-                device_types=tuple(raw.get("device_types", ()) or ()),
+                device_types=tuple(str(d) for d in device_types),
                 manual_query=str(raw.get("manual_query", "")),
             )
         except (KeyError, TypeError) as exc:
@@ -175,13 +182,23 @@ def _validate(cond, rule_id):
     if not isinstance(cond, dict):
         raise RuleError(f"rule {rule_id}: a condition must be a mapping")
     if "all" in cond or "any" in cond:
-        for sub in cond.get("all", []) + cond.get("any", []):
-            _validate(sub, rule_id)
+        for group in ("all", "any"):
+            subs = cond.get(group, [])
+            if not isinstance(subs, list):
+                raise RuleError(f"rule {rule_id}: '{group}' must be a list of conditions")
+            for sub in subs:
+                _validate(sub, rule_id)
         return
     if "not" in cond:
         return _validate(cond["not"], rule_id)
     if "sensor" not in cond or not (set(cond) - {"sensor"}) <= _OPS or len(cond) < 2:
         raise RuleError(f"rule {rule_id}: bad condition {cond!r}")
+    for op in ("lt", "lte", "gt", "gte"):
+        if op in cond and (isinstance(cond[op], bool) or not isinstance(cond[op], (int, float))):
+            raise RuleError(f"rule {rule_id}: '{op}' needs a number, got {cond[op]!r}")
+    for op in ("eq", "ne"):
+        if op in cond and not isinstance(cond[op], (int, float, str)):
+            raise RuleError(f"rule {rule_id}: '{op}' needs a number or text, got {cond[op]!r}")
 
 
 def _holds(cond: dict, sensors: dict[str, SensorState]) -> bool:

@@ -128,6 +128,7 @@ venv_ok() {
 }
 
 have_chromium() { [[ -x /usr/bin/chromium ]]; }
+have_mosquitto() { [[ -x /usr/sbin/mosquitto ]]; }
 
 [[ -f "$BASE_LOCK" ]] || die "$BASE_LOCK not found (run from a NanoSentri checkout)"
 [[ $DEV -eq 0 || -f "$DEV_LOCK" ]] || die "$DEV_LOCK not found"
@@ -140,7 +141,7 @@ base_done=0
 dev_done=0
 if [[ $FORCE -eq 0 ]] && venv_ok; then
     if [[ "$(cat "$BASE_STAMP" 2>/dev/null)" == "$BASE_HASH" ]]; then base_done=1; fi
-    if [[ $DEV -eq 1 && "$(cat "$DEV_STAMP" 2>/dev/null)" == "$DEV_HASH" ]] && have_chromium; then dev_done=1; fi
+    if [[ $DEV -eq 1 && "$(cat "$DEV_STAMP" 2>/dev/null)" == "$DEV_HASH" ]] && have_chromium && have_mosquitto; then dev_done=1; fi
 fi
 if [[ $base_done -eq 1 && ($DEV -eq 0 || $dev_done -eq 1) ]]; then
     echo "install.sh: .venv is up to date$([[ $DEV -eq 1 ]] && echo ' (with dev extras)') - nothing to do."
@@ -213,23 +214,27 @@ if [[ $DEV -eq 1 && $dev_done -eq 0 ]]; then
     step "dev 1/2 Test extras ($DEV_LOCK)"
     pip_install "torch==$TORCH_VERSION" -r "$BASE_LOCK" -r "$DEV_LOCK"
 
-    step "dev 2/2 Chromium for browser tests (Debian package 'chromium')"
-    if have_chromium; then
-        echo "    /usr/bin/chromium present ($(/usr/bin/chromium --version 2>/dev/null | head -n 1))"
+    step "dev 2/2 Debian packages for the tests: chromium (browser tests), mosquitto (MQTT broker-restart test)"
+    missing=()
+    have_chromium || missing+=(chromium)
+    have_mosquitto || missing+=(mosquitto)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        echo "    /usr/bin/chromium present ($(/usr/bin/chromium --version 2>/dev/null | head -n 1)); /usr/sbin/mosquitto present"
     else
         SUDO=()
         if [[ $(id -u) -ne 0 ]]; then
-            command -v sudo >/dev/null 2>&1 || die "/usr/bin/chromium is missing and we are not root and have no sudo: install Debian's 'chromium' package yourself."
+            command -v sudo >/dev/null 2>&1 || die "missing Debian packages (${missing[*]}) and we are not root and have no sudo: install them yourself."
             SUDO=(sudo)
         fi
-        command -v apt-get >/dev/null 2>&1 || die "/usr/bin/chromium is missing and apt-get is not available: install Chromium at /usr/bin/chromium yourself."
-        apt_install() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium 2>&1 | sed -u 's/^/    /'; }
+        command -v apt-get >/dev/null 2>&1 || die "missing Debian packages (${missing[*]}) and apt-get is not available: install them yourself."
+        apt_install() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" 2>&1 | sed -u 's/^/    /'; }
         if ! apt_install; then
             echo "    apt-get install failed; refreshing package lists and retrying"
             "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q 2>&1 | sed -u 's/^/    /'
-            apt_install || die "apt-get install chromium failed"
+            apt_install || die "apt-get install ${missing[*]} failed"
         fi
         have_chromium || die "chromium installed but /usr/bin/chromium is missing"
+        have_mosquitto || die "mosquitto installed but /usr/sbin/mosquitto is missing"
         echo "    $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
     fi
 

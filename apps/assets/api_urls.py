@@ -1,2 +1,8 @@
+from django.urls import path
+
+from apps.assets import api
+
 app_name = "telemetry_api"
-urlpatterns = []
+urlpatterns = [
+    path("", api.telemetry_post, name="post"),
+]

@@ -98,7 +98,10 @@ def _reading_from_value(key: str, raw, unit: str = "") -> ParsedReading:
     if isinstance(raw, bool):
         return ParsedReading(key=key, text="TRUE" if raw else "FALSE")
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:
+            raise PayloadError(f"{key}: number out of range") from None
         if not math.isfinite(value):
             raise PayloadError(f"{key}: value is not a finite number")
         return ParsedReading(key=key, value=value, unit=_unit(str(unit)))
@@ -107,10 +110,16 @@ def _reading_from_value(key: str, raw, unit: str = "") -> ParsedReading:
     raise PayloadError(f"{key}: value must be a number or text, got {type(raw).__name__}")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_UNIT_CHARS = 16
+
+
 def _reading_from_text(key: str, raw: str) -> ParsedReading:
     raw = raw.strip()
     if len(raw) > 200:
         raise PayloadError(f"{key}: text value longer than 200 characters")
+    if _CONTROL.search(raw):
+        raise PayloadError(f"{key}: text value contains control characters")
     m = _NUMBER_WITH_UNIT.match(raw)
     if m:
         value = float(m.group(1))
@@ -121,6 +130,8 @@ def _reading_from_text(key: str, raw: str) -> ParsedReading:
 
 
 def _unit(unit: str) -> str:
+    if len(unit) > MAX_UNIT_CHARS or _CONTROL.search(unit):
+        raise PayloadError(f"unit {unit[:20]!r} is not a unit")
     return _UNIT_ALIASES.get(unit, unit)
 
 

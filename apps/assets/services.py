@@ -39,6 +39,7 @@ def payload_reject(*, source: str, reason: str, raw: bytes | str = b"", topic: s
     with _counts_lock:
         rejection_counts[kind] += 1
     excerpt = raw[:500].decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)[:500]
+    excerpt = excerpt.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
     log.warning("telemetry rejected (%s%s): %s", source, f" {topic}" if topic else "", reason)
     TelemetryRejection.objects.create(source=source, topic=topic[:200], reason=reason[:300], excerpt=excerpt)
 
@@ -59,20 +60,25 @@ def sensor_from_spec(asset: Asset, key: str) -> Sensor | None:
 
 
 def _asset_for(payload: Payload, asset_hint: str | None) -> Asset | None:
-    asset_id = payload.asset or asset_hint
-    if not asset_id:
-        return None
-    asset = Asset.objects.filter(asset_id=asset_id).first()
-    if asset is None:
-        # Devices often report their type as their id (ID:WXT536): accept a unique asset of that type.
-        of_type = list(Asset.objects.filter(device_type__key=asset_id)[:2])
+    """The payload's asset, else the one the topic/URL names, else the only asset of the
+    device type a line names (devices often print their type as their id: ``ID:WXT536``)."""
+    for asset_id in (payload.asset, asset_hint):
+        if asset_id:
+            asset = Asset.objects.filter(asset_id=asset_id).first()
+            if asset is not None:
+                return asset
+    if payload.asset:
+        of_type = list(Asset.objects.filter(device_type__key=payload.asset)[:2])
         if len(of_type) == 1:
             return of_type[0]
-    if asset is None and settings.NANOSENTRI_TELEMETRY_AUTOREGISTER:
+    asset_id = payload.asset or asset_hint
+    is_type_key = bool(asset_id) and DeviceType.objects.filter(key=asset_id).exists()
+    if asset_id and settings.NANOSENTRI_TELEMETRY_AUTOREGISTER and not is_type_key:
         device_type = DeviceType.objects.filter(key=asset_id.split("-")[0]).first()
         asset = Asset.objects.create(asset_id=asset_id, name=asset_id, device_type=device_type)
         log.info("auto-registered asset %s", asset_id)
-    return asset
+        return asset
+    return None
 
 
 def payload_store(payload: Payload, *, source: str, asset_hint: str | None = None, raw: bytes | str = b"", topic: str = "") -> StoreResult:

@@ -207,6 +207,8 @@ def document_ingest(*, document_id: int) -> Document | None:
         return None
     document = Document.objects.get(pk=document_id)
     broadcast(document)
+    if document.extension in (".log", ".csv"):
+        _readings_from_log(document)
     index = get_vector_index()
     try:
         result = ingest_file(
@@ -244,6 +246,19 @@ def document_ingest(*, document_id: int) -> Document | None:
     document.refresh_from_db()
     broadcast(document)
     return document
+
+
+def _readings_from_log(document: Document) -> None:
+    """A device log in a known format also becomes readings of its asset (safe to repeat)."""
+    from apps.assets.logfiles import readings_from_logfile
+
+    linked = list(document.assets.values_list("asset_id", flat=True)[:2])
+    try:
+        readings_from_logfile(
+            document_path(document), name=document.original_name, asset_hint=linked[0] if len(linked) == 1 else None
+        )
+    except Exception:  # the text is still indexed for the chat
+        log.exception("readings of %s could not be read", document.original_name)
 
 
 def _mark_failed(document: Document, reason: str, index) -> Document:

@@ -51,6 +51,12 @@ class Command(BaseCommand):
             env=env,
         )
         children = {"worker": worker, "web": web}
+        if settings.NANOSENTRI_MQTT_URL:
+            # Telemetry from the site's MQTT broker: readings, findings and alerts stay live.
+            children["telemetry"] = subprocess.Popen(
+                [sys.executable, "manage.py", "telemetry_listen"], cwd=settings.BASE_DIR, env=env
+            )
+            self.stdout.write(f"Telemetry listener: {settings.NANOSENTRI_MQTT_URL} {' '.join(settings.NANOSENTRI_MQTT_TOPICS)}")
         self.stdout.write(self.style.SUCCESS(f"NanoSentri is starting on http://{options['host']}:{options['port']}/ — Ctrl-C stops it."))
 
         stopping = {"flag": False}
