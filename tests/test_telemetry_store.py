@@ -123,3 +123,28 @@ class TestPurge:
         call_command("purge_readings")
         assert "Deleted 2 reading(s) older than 7 days." in capsys.readouterr().out
         assert Reading.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_sensor_that_leaves_its_usual_level_gets_an_anomaly_finding():
+    from datetime import datetime, timedelta, timezone
+
+    from apps.assets.models import Asset, DeviceType, Sensor
+    from apps.assets.payloads import Payload, ParsedReading
+    from apps.assets.selectors import asset_live_context
+    from apps.assets.services import payload_store
+
+    asset = Asset.objects.create(asset_id="PUMP-9", name="Pump", device_type=DeviceType.objects.get(key="WXT536"))
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    # Ten days of a steady supply around 24 V, then it sags to 18 V (still inside 10–30 V).
+    for i in range(10 * 24):
+        value = 24.0 + (0.1 if i % 2 else -0.1)
+        payload_store(Payload(asset="PUMP-9", ts=start + timedelta(hours=i), readings=[ParsedReading("V_IN", value, unit="V")]), source="test")
+    assert not Sensor.objects.get(asset=asset, key="V_IN").anomaly_reason
+    for i in range(10 * 24, 10 * 24 + 12):
+        payload_store(Payload(asset="PUMP-9", ts=start + timedelta(hours=i), readings=[ParsedReading("V_IN", 18.0, unit="V")]), source="test")
+    sensor = Sensor.objects.get(asset=asset, key="V_IN")
+    assert "below its usual level" in sensor.anomaly_reason
+    findings = asset_live_context(asset, now=start + timedelta(hours=252)).findings
+    assert any(f.rule == "anomaly" and f.sensor == "V_IN" for f in findings)
+    assert not any(f.rule == "out_of_range" for f in findings)  # 18 V is in range: only the detector sees it

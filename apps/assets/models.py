@@ -78,6 +78,9 @@ class Sensor(models.Model):
     warn_low = models.FloatField(null=True, blank=True)
     warn_high = models.FloatField(null=True, blank=True)
     description = models.TextField(blank=True)
+    # The streaming anomaly detector of this sensor (diagnostics.anomaly), updated per reading.
+    anomaly_state = models.JSONField(null=True, blank=True, editable=False)
+    anomaly_reason = models.CharField(max_length=300, blank=True, editable=False, help_text="set while an anomaly lasts")
 
     class Meta:
         ordering = ["asset", "key"]

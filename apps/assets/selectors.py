@@ -110,6 +110,11 @@ def asset_live_context(asset: Asset, *, now=None) -> LiveContext:
     device_type = asset.device_type.key if asset.device_type_id else None
     findings = evaluate(sensors, rules(), device_type=device_type, now=now,
                         missing_after=timedelta(minutes=settings.NANOSENTRI_MISSING_AFTER_MINUTES))
+    # Slow or unusual departures from a sensor's own usual level (streaming detector).
+    findings += [
+        Finding("anomaly", "medium", f"{s.key}: {s.anomaly_reason}", s.key)
+        for s in asset.sensors.all() if s.anomaly_reason and s.key in sensors
+    ]
     return LiveContext(asset=asset.asset_id, device_type=device_type, sensors=sensors, findings=findings)
 
 

@@ -105,9 +105,25 @@ def payload_store(payload: Payload, *, source: str, asset_hint: str | None = Non
         rows.append(Reading(sensor=sensor, ts=ts, value=reading.value, text=(reading.flag or reading.text)[:200], source=source))
     with transaction.atomic():
         Reading.objects.bulk_create(rows)
+        _anomaly_update(rows)
     if unknown:
         payload_reject(source=source, reason=f"unknown sensor(s) of {asset.asset_id}: {', '.join(unknown)}", raw=raw, topic=topic)
     return StoreResult(asset=asset, stored=len(rows), unknown_sensors=unknown)
+
+
+def _anomaly_update(rows: list[Reading]) -> None:
+    """Feed each numeric reading to its sensor's streaming detector (state kept on the sensor)."""
+    from diagnostics.anomaly import StreamingDetector
+
+    for row in rows:
+        if row.value is None:
+            continue
+        sensor = row.sensor
+        detector = StreamingDetector.from_dict(sensor.anomaly_state) if sensor.anomaly_state else StreamingDetector(label=sensor.key)
+        result = detector.update(row.ts, row.value)
+        sensor.anomaly_state = detector.to_dict()
+        sensor.anomaly_reason = (result.reason[:300] if result is not None and result.in_incident else "")
+        sensor.save(update_fields=["anomaly_state", "anomaly_reason"])
 
 
 def payload_receive(raw: bytes | str, *, source: str, asset_hint: str | None = None, topic: str = "") -> StoreResult:
