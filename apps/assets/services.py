@@ -60,20 +60,30 @@ def sensor_from_spec(asset: Asset, key: str) -> Sensor | None:
 
 
 def _asset_for(payload: Payload, asset_hint: str | None) -> Asset | None:
-    """The payload's asset, else the one the topic/URL names, else the only asset of the
-    device type a line names (devices often print their type as their id: ``ID:WXT536``)."""
-    for asset_id in (payload.asset, asset_hint):
-        if asset_id:
-            asset = Asset.objects.filter(asset_id=asset_id).first()
-            if asset is not None:
-                return asset
-    if payload.asset:
-        of_type = list(Asset.objects.filter(device_type__key=payload.asset)[:2])
-        if len(of_type) == 1:
-            return of_type[0]
-    asset_id = payload.asset or asset_hint
-    is_type_key = bool(asset_id) and DeviceType.objects.filter(key=asset_id).exists()
-    if asset_id and settings.NANOSENTRI_TELEMETRY_AUTOREGISTER and not is_type_key:
+    """The asset a payload is about.
+
+    A payload naming an asset is about that asset (never another one). Devices often print
+    their type as their id (``ID:WXT536``): then the topic/URL hint decides, or the only asset
+    of that type. A payload naming nothing is about the hinted asset.
+    """
+    named = payload.asset
+    if named:
+        asset = Asset.objects.filter(asset_id=named).first()
+        if asset is not None:
+            return asset
+        if DeviceType.objects.filter(key=named).exists():
+            if asset_hint:
+                hinted = Asset.objects.filter(asset_id=asset_hint, device_type__key=named).first()
+                if hinted is not None:
+                    return hinted
+            of_type = list(Asset.objects.filter(device_type__key=named)[:2])
+            return of_type[0] if len(of_type) == 1 else None
+    elif asset_hint:
+        asset = Asset.objects.filter(asset_id=asset_hint).first()
+        if asset is not None:
+            return asset
+    asset_id = named or asset_hint
+    if asset_id and settings.NANOSENTRI_TELEMETRY_AUTOREGISTER:
         device_type = DeviceType.objects.filter(key=asset_id.split("-")[0]).first()
         asset = Asset.objects.create(asset_id=asset_id, name=asset_id, device_type=device_type)
         log.info("auto-registered asset %s", asset_id)
