@@ -21,6 +21,7 @@ def start_warmup() -> threading.Thread:
             model = get_language_model()
             state["models"] = "ready"
             log.info("models ready: %s", model.name)
+            _follow_index()
         except Exception as exc:  # the chat reports the problem to the user when asked
             state["models"] = f"failed: {exc}"
             log.warning("model warm-up failed: %s", exc)
@@ -28,3 +29,22 @@ def start_warmup() -> threading.Thread:
     thread = threading.Thread(target=work, name="warmup", daemon=True)
     thread.start()
     return thread
+
+
+def _follow_index(every: float = 1.0) -> None:
+    """Re-open the vector store as soon as the worker indexes a document, not at the next
+    question: the first question about a new manual then gets its citations at once."""
+    import time
+
+    from django.db import close_old_connections
+
+    from apps.knowledge.selectors import vector_index_fresh
+
+    while True:
+        try:
+            vector_index_fresh()
+        except Exception as exc:  # keep following; questions refresh on their own anyway
+            log.debug("index refresh failed: %s", exc)
+        finally:
+            close_old_connections()
+        time.sleep(every)

@@ -22,6 +22,16 @@ def _index_generation() -> tuple:
     return (agg["n"], agg["last"])
 
 
+def vector_index_fresh():
+    """The vector index, re-opened first if the worker (another process) indexed something since."""
+    index = get_vector_index()
+    generation = _index_generation()
+    if index.generation is not None and generation != index.generation:
+        index.refresh()
+    index.generation = generation
+    return index
+
+
 def passages_search(
     question: str, *, top_k: int | None = None, min_score: float | None = None, document_ids: set[int] | None = None
 ) -> tuple[list[Passage], float]:
@@ -33,11 +43,7 @@ def passages_search(
     top_k = top_k or settings.NANOSENTRI_RETRIEVAL_TOP_K
     min_score = settings.NANOSENTRI_RETRIEVAL_MIN_SCORE if min_score is None else min_score
     started = time.perf_counter()
-    index = get_vector_index()
-    generation = _index_generation()
-    if index.generation is not None and generation != index.generation:
-        index.refresh()  # the worker (another process) may have changed the store
-    index.generation = generation
+    index = vector_index_fresh()
     # Ask for a few more than needed: some hits may belong to documents being re-indexed.
     hits = index.search(question, top_k=top_k * (6 if document_ids else 2))
     if document_ids:  # only these manuals (e.g. the ones linked to the asset asked about)
