@@ -326,6 +326,12 @@ def prepare_app_data(manuals: list[Path], questions: list[str]) -> tuple[str, di
         )
     passages = {}
     for question in questions:
+        try:  # an asset named in a question would add live sensor context to the app's prompt
+            from apps.chat.services import live_context_for
+        except ImportError:
+            live_context_for = None
+        if live_context_for is not None and live_context_for(question=question) is not None:
+            raise SystemExit(f"{question!r} names an asset: the app would add live context; pick another question")
         found, _ms = passages_search(question)
         if not found:
             raise SystemExit(f"no passage retrieved for {question!r}: the app would answer without the model")
@@ -336,6 +342,9 @@ def prepare_app_data(manuals: list[Path], questions: list[str]) -> tuple[str, di
 def start_server(children: Children, env: dict, data_dir: Path, timeout: float) -> tuple[int, object, Path]:
     import httpx
 
+    # Migrate again from a fresh process just before the server starts: the code may have moved
+    # on (new migrations) since this process imported it.
+    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=str(REPO), env=env, check=True)
     port = free_port()
     log_path = data_dir / "daphne.log"
     log = open(log_path, "w")
@@ -422,6 +431,8 @@ async def _ask(port: int, cookie: str, question: str, timeout: float) -> dict:
                 result["queued"] += 1
             elif kind == "error":
                 result["errors"].append(f"{event.get('code')}: {event.get('detail')}")
+                if event.get("code") not in ("model_unavailable", "generation_failed"):  # no `done` follows
+                    raise RuntimeError(f"the app answered with an error: {result['errors'][-1]}")
             elif kind == "done":
                 result["total_ms"] = (now - sent) * 1000
                 result["status"] = event["status"]
@@ -474,6 +485,9 @@ def parse_args(argv=None):
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for BOTH arms (server and raw helper), e.g. "
                              "NANOSENTRI_LLM_THREADS=1 or OMP_WAIT_POLICY=PASSIVE (repeat)")
+    parser.add_argument("--busy-cores", type=int, default=0, metavar="N",
+                        help="run N CPU-burning subprocesses during the timed runs (both arms alike): "
+                             "simulates a neighbour, e.g. the Celery worker embedding a manual")
     parser.add_argument("--no-wrapper", action="store_true", help="skip the diagnostic wrapper arm")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the server / one answer")
     parser.add_argument("--json", type=Path, help="also write all measurements to this JSON file")
@@ -570,7 +584,9 @@ def run(args, env: dict, data_dir: Path, children: Children) -> int:
         busy_pid = server.pid if arm == "app" else worker.proc.pid
         idle_before, busy_before = cpu_seconds(idle_pid), cpu_seconds(busy_pid)
         if arm == "app":
+            client_before = time.process_time()
             result = app_ask(port, cookie, question, args.timeout)
+            result["client_cpu_s"] = time.process_time() - client_before  # the websocket client (this process)
             result["check"] = check_same_prompt(result, passages[question], prompts[question])
         else:
             result = worker.call(cmd="run", arm=arm, messages=prompts[question]["messages"])
@@ -585,11 +601,15 @@ def run(args, env: dict, data_dir: Path, children: Children) -> int:
     for arm in arms:
         idle_cpu[arm] = 0.0
 
+    burners = [
+        children.start("burner", [sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(args.busy_cores)
+    ]
     runs = []
     for i in range(args.runs):
         question = args.questions[i % len(args.questions)]
         order = arms[i % len(arms):] + arms[: i % len(arms)]
-        row = {"run": i + 1, "question": question, "order": order}
+        row = {"run": i + 1, "question": question, "order": order, "load1": os.getloadavg()[0]}
         for arm in order:
             row[arm] = measure(arm, question)
         runs.append(row)
@@ -599,6 +619,8 @@ def run(args, env: dict, data_dir: Path, children: Children) -> int:
             f"{fmt(raw['ttft_ms'], 0)} ms; tok/s app {fmt(app['tokens_per_s'])} / raw {fmt(raw['tokens_per_s'])}; "
             f"citations {fmt(app['citations_ms'], 0)} ms; prompt check {app['check']}"
         )
+    for burner in burners:
+        children.stop(burner)
     loads.append(load_average())
 
     report = render(args, header, loads, config, ingested, prompts, runs, arms, idle_cpu, port)
@@ -647,7 +669,8 @@ def render(args, header, loads, config, ingested, prompts, runs, arms, idle_cpu,
         f"repeat_penalty {config['repeat_penalty']}, max_tokens {config['max_tokens']}, "
         f"chat format {config['chat_format']}",
         f"- manuals: " + ", ".join(f"{m['name']} ({m['pages']} p., {m['chunks']} chunks)" for m in ingested),
-        f"- extra environment for both arms: {' '.join(args.env) or '(none)'}",
+        f"- extra environment for both arms: {' '.join(args.env) or '(none)'}; "
+        f"CPU-burning neighbours during the timed runs: {args.busy_cores}",
         f"- runs: {len(runs)} per arm after one untimed warm-up each, arms alternating "
         f"({', '.join(arms)}, order rotated every run); medians",
     ]
@@ -678,6 +701,7 @@ def render(args, header, loads, config, ingested, prompts, runs, arms, idle_cpu,
         rows.append(
             [
                 r["run"], r["question"][:48] + ("…" if len(r["question"]) > 48 else ""), " → ".join(r["order"]),
+                fmt(r.get("load1"), 2),
                 prompts[r["question"]]["prompt_tokens"], raw["reused_prefix"],
                 fmt(app["citations_ms"], 0), fmt(app["ttft_ms"], 0), fmt(raw["ttft_ms"], 0),
                 fmt(app["tokens_per_s"]), fmt(raw["tokens_per_s"]), f"{app['tokens']} / {raw['tokens']}",
@@ -687,7 +711,7 @@ def render(args, header, loads, config, ingested, prompts, runs, arms, idle_cpu,
         )
     lines.append(
         table(
-            ["run", "question", "order", "prompt tok", "reused", "citations", "TTFT app", "TTFT raw",
+            ["run", "question", "order", "load (1 min)", "prompt tok", "reused", "citations", "TTFT app", "TTFT raw",
              "tok/s app", "tok/s raw", "tokens app / raw", "same answer", "same prompt"],
             rows,
         )
@@ -713,6 +737,7 @@ def render(args, header, loads, config, ingested, prompts, runs, arms, idle_cpu,
         ]
     diag += [[f"CPU s per answer of the answering process, `{arm}` (median)", fmt(median(col(arm, "cpu_s")), 2)]
              for arm in arms]
+    diag.append(["CPU s per answer of the bench's websocket client (median)", fmt(median(col("app", "client_cpu_s")), 3)])
     diag += [[f"CPU s used by the idle side while `{arm}` ran (all runs)", fmt(idle_cpu[arm], 2)] for arm in arms]
     lines += ["", "Diagnostics (medians):", "", table(["what", "value"], diag)]
     return "\n".join(lines)

@@ -87,14 +87,14 @@ class CountingEmbedder:
 
     def reset(self) -> None:
         self.texts: list[str] = []
-        self.calls = 0
+        self.calls: list[tuple[list[str], int]] = []
         self.seconds = 0.0
 
     def embed(self, texts, batch_size: int = 64):
         started = time.perf_counter()
         vectors = self.inner.embed(texts, batch_size=batch_size)
         self.seconds += time.perf_counter() - started
-        self.calls += 1
+        self.calls.append((list(texts), batch_size))
         self.texts.extend(texts)
         return vectors
 
@@ -230,7 +230,7 @@ def run_app(manuals, embedder, settings, store_dir: Path, clock: StageClock) -> 
         raise RuntimeError(f"Chroma holds {stored} vectors, expected {chunks}")
     return {
         "seconds": seconds, "pages": pages, "chunks": chunks, "texts": list(embedder.texts),
-        "model_seconds": embedder.seconds, "stages": dict(clock.seconds),
+        "calls": list(embedder.calls), "model_seconds": embedder.seconds, "stages": dict(clock.seconds),
     }
 
 
@@ -250,18 +250,36 @@ def run_llama_index(manuals, embedder, file_extractor) -> dict:
         raise RuntimeError(f"{nodes} nodes indexed but {len(embedder.texts)} texts embedded")
     return {
         "seconds": seconds, "pages": len(docs), "chunks": nodes, "texts": list(embedder.texts),
-        "model_seconds": embedder.seconds,
+        "calls": list(embedder.calls), "model_seconds": embedder.seconds,
         "stages": {"parse": loaded - started, "embed": embedder.seconds,
                    "chunk + store": seconds - (loaded - started) - embedder.seconds},
     }
 
 
-def token_counts(texts: list[str], embedder) -> dict:
+def padded_positions(calls, embedder) -> int:
+    """Token positions the model computes, padding included.
+
+    sentence-transformers sorts each encode() call's texts by length (characters, longest first),
+    cuts them into batches of ``batch_size`` and pads every batch to its longest text (+[CLS], [SEP]).
+    """
+    limit = embedder.max_tokens - 2
+    total = 0
+    for texts, batch_size in calls:
+        ordered = sorted(texts, key=len, reverse=True)
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start : start + batch_size]
+            longest = max(min(len(embedder.tokenize(t)), limit) for t in batch) + 2
+            total += longest * len(batch)
+    return total
+
+
+def token_counts(texts: list[str], embedder, calls=()) -> dict:
     """Word pieces per text (MiniLM tokenizer) and how many the model actually reads (≤ max_tokens − 2)."""
     limit = embedder.max_tokens - 2  # [CLS] and [SEP]
     lengths = [len(embedder.tokenize(t)) for t in texts]
     read = [min(n, limit) for n in lengths]
     return {
+        "padded": padded_positions(calls, embedder),
         "chunks": len(texts),
         "tokens": sum(lengths),
         "embedded": sum(read),
@@ -346,6 +364,8 @@ def experiments(app_result, embedder, manuals, settings, repeats: int) -> str:
 
     variants = {
         f"app as is: batch {batch}, {threads} torch threads, fp32": lambda: _embed_docs(fp32, docs_texts, batch),
+        "batch size 1 (no padding)": lambda: _embed_docs(fp32, docs_texts, 1),
+        "batch size 4": lambda: _embed_docs(fp32, docs_texts, 4),
         "batch size 8": lambda: _embed_docs(fp32, docs_texts, 8),
         "batch size 16": lambda: _embed_docs(fp32, docs_texts, 16),
         "batch size 32": lambda: _embed_docs(fp32, docs_texts, 32),
@@ -360,6 +380,20 @@ def experiments(app_result, embedder, manuals, settings, repeats: int) -> str:
         lambda: _embed_docs(int8_most, docs_texts, batch))
     variants[f"chunk overlap 0 instead of {settings.NANOSENTRI_CHUNK_OVERLAP} ({len(sum(no_overlap, []))} chunks)"] = (
         lambda: _embed_docs(fp32, no_overlap, batch))
+
+    def calls_for(docs, bs):
+        return [(texts[start : start + bs], bs) for texts in docs for start in range(0, len(texts), bs)]
+
+    positions = {name: padded_positions(calls_for(docs_texts, batch), inner) for name in variants}
+    for bs in (4, 8, 16, 32):
+        positions[f"batch size {bs}"] = padded_positions(calls_for(docs_texts, bs), inner)
+    positions["batch size 1 (no padding)"] = padded_positions(calls_for(docs_texts, 1), inner)
+    positions["torch.set_num_threads(1), batch size 16"] = positions["batch size 16"]
+    for name in variants:
+        if name.startswith("all manuals"):
+            positions[name] = padded_positions(calls_for([chunks], batch), inner)
+        if name.startswith("chunk overlap 0"):
+            positions[name] = padded_positions(calls_for(no_overlap, batch), inner)
 
     times = {name: [] for name in variants}
     names = list(variants)
@@ -389,10 +423,11 @@ def experiments(app_result, embedder, manuals, settings, repeats: int) -> str:
     for name in variants:
         if name.startswith("chunk overlap 0"):
             effects[name] = "fewer, different chunks: fewer word pieces to embed; retrieval not checked"
-    rows = [[name, fmt(statistics.median(t), 2), fmt(base / statistics.median(t), 2), effects[name]]
-            for name, t in times.items()]
+    rows = [[name, f"{positions[name]:,}", fmt(statistics.median(t), 2), fmt(base / statistics.median(t), 2),
+             effects[name]] for name, t in times.items()]
     return table([f"EXPERIMENT (embed stage only, app chunks, {repeats} interleaved repetitions)",
-                  "seconds (median)", "speed-up", "effect on vectors / retrieval"], rows)
+                  "token positions (padding incl.)", "seconds (median)", "speed-up", "effect on vectors / retrieval"],
+                 rows)
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -458,7 +493,9 @@ def run(args, data_dir: Path) -> int:
         run_app(manuals, embedder, settings, data_dir / "chroma-warmup", clock)
         run_llama_index(manuals, embedder, file_extractor)
         results = {"app": [], "llama-index": []}
+        loads = []
         for i in range(args.runs):
+            loads.append(__import__("os").getloadavg()[0])
             order = ["app", "llama-index"] if i % 2 == 0 else ["llama-index", "app"]
             for arm in order:
                 if arm == "app":
@@ -477,8 +514,8 @@ def run(args, data_dir: Path) -> int:
     li_pages = results["llama-index"][0]["pages"]
     app_pps, li_pps = pages / app_s, li_pages / li_s
     ratio = app_pps / li_pps
-    app_tok = token_counts(results["app"][-1]["texts"], embedder)
-    li_tok = token_counts(results["llama-index"][-1]["texts"], embedder)
+    app_tok = token_counts(results["app"][-1]["texts"], embedder, results["app"][-1]["calls"])
+    li_tok = token_counts(results["llama-index"][-1]["texts"], embedder, results["llama-index"][-1]["calls"])
 
     lines = ["## Ingest: app pipeline vs llama-index default", ""]
     lines += header
@@ -509,6 +546,8 @@ def run(args, data_dir: Path) -> int:
                 ["chunks truncated / word pieces never embedded",
                  f"{app_tok['truncated_chunks']} / {app_tok['dropped']:,}",
                  f"{li_tok['truncated_chunks']} / {li_tok['dropped']:,}", "", "", ""],
+                ["token positions computed, padding included (ST pads each batch to its longest text)",
+                 f"{app_tok['padded']:,}", f"{li_tok['padded']:,}", "", "", ""],
                 ["embedding throughput (word pieces read / model second, median)",
                  fmt(app_tok["embedded"] / median([r["model_seconds"] for r in results["app"]]), 0),
                  fmt(li_tok["embedded"] / median([r["model_seconds"] for r in results["llama-index"]]), 0), "", "", ""],
@@ -537,8 +576,8 @@ def run(args, data_dir: Path) -> int:
         "Per run (seconds):",
         "",
         table(
-            ["run", "app", "llama-index default"],
-            [[i + 1, fmt(a["seconds"], 2), fmt(b["seconds"], 2)]
+            ["run", "load (1 min)", "app", "llama-index default", "ratio (pages/s app / default)"],
+            [[i + 1, fmt(loads[i], 2), fmt(a["seconds"], 2), fmt(b["seconds"], 2), fmt(b["seconds"] / a["seconds"], 2)]
              for i, (a, b) in enumerate(zip(results["app"], results["llama-index"]))],
         ),
     ]
