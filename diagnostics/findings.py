@@ -63,9 +63,13 @@ class Finding:
     sensor: str = ""
     check: str = ""
     manual_query: str = ""
+    citation: dict | None = None  # {document, page, url}: the manual page that supports it
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "severity": self.severity, "message": self.message, "sensor": self.sensor, "check": self.check}
+        data = {"rule": self.rule, "severity": self.severity, "message": self.message, "sensor": self.sensor, "check": self.check}
+        if self.citation:
+            data["citation"] = self.citation
+        return data
 
 
 @dataclass

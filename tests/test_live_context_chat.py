@@ -115,3 +115,29 @@ async def test_bad_asset_or_context_is_a_clear_error(technician, frame, code):
     event = await communicator.receive_json_from(timeout=5)
     assert event["type"] == "error" and event["code"] == code, event
     await communicator.disconnect()
+
+
+@pytest.mark.django_db
+def test_a_finding_cites_the_page_of_the_assets_own_manual_that_supports_it():
+    from apps.knowledge.models import Document
+    from apps.knowledge.vector_index import get_vector_index
+    from ingest.chunk import Chunk
+    from models.embedding import get_embedder
+
+    asset = _mast()
+    manual = Document.objects.create(original_name="wxt536-manual.pdf", stored_path="w.pdf", extension=".pdf",
+                                     content_hash="w" * 64, status=Document.Status.INDEXED)
+    other = Document.objects.create(original_name="charger.pdf", stored_path="c.pdf", extension=".pdf",
+                                    content_hash="c" * 64, status=Document.Status.INDEXED)
+    texts = {manual: "Heater supply voltage 24 V. The heating element keeps ice off the transducers.",
+             other: "Heater supply voltage heating element ice charger wall box."}
+    for doc, text in texts.items():
+        get_vector_index().add(document_id=doc.pk, file_name=doc.original_name, chunks=[Chunk(page=7, index=0, text=text)],
+                               embeddings=get_embedder().embed([text]))
+    asset.manuals.add(manual)
+    payload_receive(HEATER_LINE, source="test")
+    result = _ask("Why is the wind sensor not reporting data?", "--asset", "WXT536-01")
+    heater = next(f for f in Message.objects.get(role="assistant").live_context["findings"] if f["rule"] == "heater_failure")
+    assert heater["citation"]["document"] == "wxt536-manual.pdf" and heater["citation"]["page"] == 7
+    assert heater["citation"]["url"].endswith("#page=7")
+    assert result["citations"] and all(c["document"] == "wxt536-manual.pdf" for c in result["citations"])

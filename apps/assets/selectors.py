@@ -115,6 +115,7 @@ def asset_live_context(asset: Asset, *, now=None) -> LiveContext:
         Finding("anomaly", "medium", f"{s.key}: {s.anomaly_reason}", s.key)
         for s in asset.sensors.all() if s.anomaly_reason and s.key in sensors
     ]
+    findings_cite(asset, findings)
     return LiveContext(asset=asset.asset_id, device_type=device_type, sensors=sensors, findings=findings)
 
 
@@ -150,8 +151,37 @@ def context_live_context(text: str, *, asset: Asset | None = None) -> LiveContex
         state.unit = state.unit or r.unit
         sensors[r.key] = state
     findings = evaluate(sensors, rules(), device_type=device_type.key if device_type else None)
+    findings_cite(asset, findings)
     return LiveContext(asset=asset.asset_id if asset else payload.asset, device_type=device_type.key if device_type else None,
                        sensors=sensors, findings=findings, source="context")
+
+
+def findings_cite(asset: Asset | None, findings: list[Finding]) -> None:
+    """Attach to each finding the page of the asset's own manuals that supports it, if any.
+
+    Only the manuals linked to the asset are searched: a page of another device's manual
+    would not support a finding about this one.
+    """
+    if asset is None or not findings:
+        return
+    manuals = set(asset.manuals.values_list("pk", flat=True))
+    if not manuals:
+        return
+    from django.urls import reverse
+
+    from apps.knowledge.selectors import passages_search
+
+    for finding in findings:
+        if not finding.manual_query:
+            continue
+        passages, _ = passages_search(finding.manual_query, top_k=1, document_ids=manuals)
+        if passages:
+            p = passages[0]
+            url = reverse("knowledge:file", args=[p.document_id])
+            finding.citation = {
+                "document": p.file_name, "page": p.page,
+                "url": f"{url}#page={p.page}" if p.file_name.lower().endswith(".pdf") else url,
+            }
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*[A-Za-z0-9]")

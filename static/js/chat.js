@@ -226,6 +226,13 @@
         li.appendChild(el("span", "severity-badge", f.severity));
         li.appendChild(el("span", "finding-message", " " + f.message));
         if (f.check) li.appendChild(el("div", "finding-check small", "Check: " + f.check));
+        if (f.citation && /^\//.test(f.citation.url || "")) {
+          var a = el("a", "finding-citation small", "Manual: " + f.citation.document + " — page " + f.citation.page);
+          a.href = f.citation.url;
+          a.target = "_blank";
+          a.rel = "noopener";
+          li.appendChild(a);
+        }
         list.appendChild(li);
       });
       section.appendChild(list);
