@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.knowledge",
     "apps.chat",
     "apps.assets",
+    "apps.incidents",
 ]
 
 MIDDLEWARE = [
@@ -134,6 +135,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Exchange tables; kombu's default is ./control in the working directory.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
     (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("documents/", include("apps.knowledge.urls")),
     path("chat/", include("apps.chat.urls")),
     path("assets/", include("apps.assets.urls")),
+    path("incidents/", include("apps.incidents.urls")),
     path("api/telemetry/", include("apps.assets.api_urls")),
     path("admin/", admin.site.urls),
 ]

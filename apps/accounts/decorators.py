@@ -21,3 +21,23 @@ def role_required(*roles: str):
         return wrapper
 
     return decorator
+
+
+def perm_required(*perms: str):
+    """Logged-in users holding every one of ``perms`` (e.g. "incidents.view_dashboard").
+
+    Anonymous users get the login page; others without the permission get a 403.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not request.user.has_perms(perms):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -6,6 +6,29 @@ SUPERVISOR = "supervisor"
 TECHNICIAN = "technician"
 ROLES = (ADMIN, SUPERVISOR, TECHNICIAN)
 
+# What each role's group may do, as Django permissions ("app_label.codename"). Views, downloads,
+# the API and websocket routes check these (``user.has_perm``), and ``roles_ensure`` gives them
+# to the groups after every migrate. Which objects a permission reaches is the selectors' job
+# (a technician sees their own incidents and their assets').
+_TECHNICIAN_PERMS = {
+    "incidents.view_incident",
+    "incidents.add_incident",
+    "incidents.change_incident",
+    "chat.add_answerfeedback",
+}
+_SUPERVISOR_PERMS = _TECHNICIAN_PERMS | {
+    "incidents.view_all_incidents",
+    "incidents.export_incidents",
+    "incidents.view_dashboard",
+    "chat.view_answerfeedback",
+    "chat.review_feedback",
+}
+ROLE_PERMISSIONS = {
+    TECHNICIAN: _TECHNICIAN_PERMS,
+    SUPERVISOR: _SUPERVISOR_PERMS,
+    ADMIN: _SUPERVISOR_PERMS,
+}
+
 
 def user_roles(user) -> set[str]:
     if not getattr(user, "is_authenticated", False):

@@ -9,9 +9,28 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from apps.accounts.roles import ADMIN, ROLES, SUPERVISOR, TECHNICIAN
+from apps.accounts.roles import ADMIN, ROLE_PERMISSIONS, ROLES, SUPERVISOR, TECHNICIAN
 
 DEMO_USERS = (("admin", ADMIN), ("supervisor", SUPERVISOR), ("technician", TECHNICIAN))
+
+
+def roles_ensure(*, using: str = "default") -> None:
+    """The role groups exist and hold exactly the permissions of ``ROLE_PERMISSIONS``.
+
+    Permissions whose app is not migrated yet are skipped; the next post_migrate adds them.
+    """
+    from django.contrib.auth.models import Permission
+
+    for role in ROLES:
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        wanted = ROLE_PERMISSIONS.get(role, set())
+        perms = []
+        for dotted in sorted(wanted):
+            app_label, codename = dotted.split(".", 1)
+            perm = Permission.objects.using(using).filter(content_type__app_label=app_label, codename=codename).first()
+            if perm is not None:
+                perms.append(perm)
+        group.permissions.set(perms)
 
 
 def _password_file() -> Path:

@@ -1,4 +1,5 @@
 """Sites, assets, their sensors, the built-in device catalogue, and sensor readings."""
+from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
@@ -58,6 +59,10 @@ class Asset(models.Model):
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="assets")
     location = models.CharField(max_length=200, blank=True)
     manuals = models.ManyToManyField("knowledge.Document", blank=True, related_name="assets")
+    # The technicians who look after this asset: they see its incidents.
+    technicians = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="assets", help_text="technicians responsible for this asset"
+    )
     ingest_token = models.CharField(max_length=64, blank=True, db_index=True, help_text="bearer token for HTTP telemetry")
     created = models.DateTimeField(auto_now_add=True)
 

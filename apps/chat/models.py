@@ -85,3 +85,35 @@ class Citation(models.Model):
 
         url = reverse("knowledge:file", args=[self.document_id])
         return f"{url}#page={self.page}" if self.file_name.lower().endswith(".pdf") else url
+
+
+class AnswerFeedback(models.Model):
+    """A thumbs up or down on an answer, by one user (one vote each; changing it replaces it)."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1, "Helpful"
+        DOWN = -1, "Not helpful"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="answer_feedback")
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    # The supervisor's review of a thumbs-down.
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    review_note = models.TextField(blank=True)
+    incident = models.ForeignKey(
+        "incidents.Incident", null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="one_feedback_per_user_and_answer")]
+        permissions = [("review_feedback", "Can review thumbs-down answers")]
+
+    def __str__(self):
+        return f"{self.get_rating_display()} on message {self.message_id}"

@@ -259,3 +259,59 @@ def run_answer_in_thread(
     thread = threading.Thread(target=work, name="answer", daemon=True)
     thread.start()
     return thread
+
+
+def answer_result(
+    *, question: str, conversation: Conversation, asset=None, context_text: str | None = None, on_event=None
+) -> dict:
+    """Run the pipeline to the end and return the answer as one JSON-ready dict.
+
+    This is the shape of ``manage.py ask --json`` and of the API's ask endpoint (see
+    docs/protocol.md). ``on_event`` sees every event as it happens (the ask command prints them).
+    Raises InvalidQuestion / InvalidContext like ``answer_stream``.
+    """
+    citations, pieces, done, errors, live, similar = [], [], None, [], {}, []
+    for event in answer_stream(question=question, conversation=conversation, asset=asset, context_text=context_text):
+        if on_event is not None:
+            on_event(event)
+        kind = event["type"]
+        if kind == "citations":
+            citations = event["items"]
+        elif kind == "live_context":
+            live = event
+        elif kind == "similar_incidents":
+            similar = event["items"]
+        elif kind == "token":
+            pieces.append(event["text"])
+        elif kind == "error":
+            errors.append(event)
+        elif kind == "done":
+            done = event
+    timings = done["timings"] if done else {}
+    result = {
+        "answer": done["answer"] if done else "".join(pieces).strip(),
+        "citations": [
+            {"document": c["document"], "page": c["page"], "score": c["score"], "text": c["text"]} for c in citations
+        ],
+        "similar_incidents": [
+            {"id": s["id"], "title": s["title"], "cause": s["cause"], "remedy": s["remedy"], "score": s["score"]}
+            for s in similar
+        ],
+        "timings": {
+            "retrieval_ms": timings.get("retrieval_ms"),
+            "ttft_ms": timings.get("ttft_ms"),
+            "tokens_per_s": timings.get("tokens_per_s"),
+        },
+        "status": done["status"] if done else Message.Status.FAILED.value,
+        "findings": [
+            {"rule": f["rule"], "severity": f["severity"], "message": f["message"], "sensor": f["sensor"]}
+            for f in live.get("findings", [])
+        ],
+        "readings": live.get("readings", {}),
+        "conversation": conversation.pk,
+        "message": done["message"] if done else None,
+    }
+    if errors:
+        result["error"] = errors[-1]["detail"]
+        result["error_code"] = errors[-1].get("code")
+    return result

@@ -23,67 +23,42 @@ class Command(BaseCommand):
             if asset is None:
                 raise CommandError(f"unknown asset {options['asset']!r}")
         self._load_models()
-        live = {}
+        printing = not options["json"]
+
+        def show(event):
+            kind = event["type"]
+            if kind == "live_context":
+                self._print_live(event)
+            elif kind == "citations":
+                self._print_citations(event["items"])
+            elif kind == "similar_incidents":
+                self._print_similar(event["items"])
+            elif kind == "token":
+                self.stdout.write(event["text"], ending="")
+                self.stdout.flush()
+
         try:
             conversation = services.conversation_for(user=None, title=options["question"])
-            events = services.answer_stream(
-                question=options["question"], conversation=conversation, asset=asset, context_text=options["context"]
+            result = services.answer_result(
+                question=options["question"],
+                conversation=conversation,
+                asset=asset,
+                context_text=options["context"],
+                on_event=show if printing else None,
             )
-            citations, pieces, done, errors = [], [], None, []
-            for event in events:
-                kind = event["type"]
-                if kind == "live_context":
-                    live = event
-                    if not options["json"]:
-                        self._print_live(event)
-                if kind == "citations":
-                    citations = event["items"]
-                    if not options["json"]:
-                        self._print_citations(citations)
-                elif kind == "token":
-                    pieces.append(event["text"])
-                    if not options["json"]:
-                        self.stdout.write(event["text"], ending="")
-                        self.stdout.flush()
-                elif kind == "error":
-                    errors.append(event)
-                elif kind == "done":
-                    done = event
         except (services.InvalidQuestion, services.InvalidContext) as exc:
             raise CommandError(str(exc)) from exc
-        timings = done["timings"] if done else {}
+        timings = result["timings"]
         if options["json"]:
-            result = {
-                "answer": done["answer"] if done else "".join(pieces),
-                "citations": [
-                    {"document": c["document"], "page": c["page"], "score": c["score"], "text": c["text"]}
-                    for c in citations
-                ],
-                "timings": {
-                    "retrieval_ms": timings.get("retrieval_ms"),
-                    "ttft_ms": timings.get("ttft_ms"),
-                    "tokens_per_s": timings.get("tokens_per_s"),
-                },
-                "status": done["status"] if done else "failed",
-                "findings": [
-                    {"rule": f["rule"], "severity": f["severity"], "message": f["message"], "sensor": f["sensor"]}
-                    for f in live.get("findings", [])
-                ],
-                "readings": live.get("readings", {}),
-            }
-            if errors:
-                result["error"] = errors[-1]["detail"]
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self.stdout.write("")
-            if timings:
-                self.stderr.write(
-                    f"[retrieval {timings.get('retrieval_ms')} ms · first token {timings.get('ttft_ms')} ms · "
-                    f"{timings.get('tokens_per_s')} tok/s · {done['status']}]"
-                )
-        if errors:
-            for e in errors:
-                self.stderr.write(f"error: {e['code']}: {e['detail']}")
+            self.stderr.write(
+                f"[retrieval {timings.get('retrieval_ms')} ms · first token {timings.get('ttft_ms')} ms · "
+                f"{timings.get('tokens_per_s')} tok/s · {result['status']}]"
+            )
+        if "error" in result:
+            self.stderr.write(f"error: {result.get('error_code')}: {result['error']}")
             raise CommandError("the answer failed")
 
     def _load_models(self):
@@ -111,4 +86,12 @@ class Command(BaseCommand):
             return
         for c in citations:
             self.stdout.write(f"[{c['n']}] {c['document']}, page {c['page']} (score {c['score']:.2f})")
+        self.stdout.write("")
+
+    def _print_similar(self, items):
+        if not items:
+            return
+        self.stdout.write("Similar past incidents:")
+        for s in items:
+            self.stdout.write(f"  #{s['id']} {s['title']} (score {s['score']:.2f}) — cause: {s['cause']}; remedy: {s['remedy']}")
         self.stdout.write("")

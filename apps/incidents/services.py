@@ -1,0 +1,176 @@
+"""Writes for incidents: create (also from a chat), update with an audit trail, status moves.
+
+Every change goes through ``incident_update`` so that the audit trail is complete: one
+``IncidentEvent`` per save, listing each changed field as [old, new]. Resolved and closed
+incidents are (re-)embedded for "similar past incidents" by a Celery task queued on commit.
+"""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.incidents.models import Incident, IncidentEvent
+
+# The fields a person may edit, in the order the audit trail lists them.
+EDITABLE_FIELDS = (
+    "title",
+    "asset",
+    "failure_class",
+    "symptom",
+    "cause",
+    "remedy",
+    "root_cause",
+    "summary",
+    "priority",
+    "status",
+    "assignee",
+    "downtime_start",
+    "downtime_end",
+    "downtime_kind",
+    "downtime_reason",
+)
+
+
+def _display(incident: Incident, field: str):
+    """A field's value as people read it in the audit trail."""
+    value = getattr(incident, field)
+    if value is None or value == "":
+        return ""
+    model_field = Incident._meta.get_field(field)
+    if model_field.choices:
+        return getattr(incident, f"get_{field}_display")()
+    if model_field.is_relation:
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if timezone.is_aware(value) else value.isoformat()
+    return value
+
+
+def incident_validate(incident: Incident) -> None:
+    """Rules a saved incident always satisfies; raises ValidationError naming the field."""
+    errors = {}
+    if not (incident.title or "").strip():
+        errors["title"] = "A title is required."
+    if not (incident.symptom or "").strip():
+        errors["symptom"] = "Describe the symptom (what was observed)."
+    if incident.is_done:
+        if not (incident.cause or "").strip():
+            errors["cause"] = "Resolving an incident needs its cause."
+        if not (incident.remedy or "").strip():
+            errors["remedy"] = "Resolving an incident needs the remedy (what fixed it)."
+    if incident.downtime_start and incident.downtime_end and incident.downtime_end < incident.downtime_start:
+        errors["downtime_end"] = "Downtime cannot end before it starts."
+    if incident.downtime_end and not incident.downtime_start:
+        errors["downtime_start"] = "Give the start of the downtime too."
+    if errors:
+        raise ValidationError(errors)
+
+
+def _queue_embedding(incident_id: int) -> None:
+    from apps.incidents.tasks import incident_index_task
+
+    transaction.on_commit(lambda: incident_index_task.delay(incident_id))
+
+
+@transaction.atomic
+def incident_create(*, reporter, conversation=None, note: str = "", **fields) -> Incident:
+    """A new incident; ``conversation`` links it to a chat (with its citations and live context)."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"not incident fields: {', '.join(sorted(unknown))}")
+    incident = Incident(reporter=reporter, **fields)
+    if incident.status in (Incident.Status.RESOLVED, Incident.Status.CLOSED):
+        incident.resolved_at = timezone.now()
+        if incident.status == Incident.Status.CLOSED:
+            incident.closed_at = incident.resolved_at
+    incident_validate(incident)
+    incident.save()
+    IncidentEvent.objects.create(
+        incident=incident,
+        actor=reporter,
+        kind=IncidentEvent.Kind.CREATED,
+        changes={f: ["", _display(incident, f)] for f in EDITABLE_FIELDS if _display(incident, f) != ""},
+        note=note,
+    )
+    if conversation is not None:
+        incident_link_conversation(incident=incident, conversation=conversation, actor=reporter, record=False)
+    if incident.is_done:
+        _queue_embedding(incident.pk)
+    return incident
+
+
+@transaction.atomic
+def incident_update(*, incident: Incident, actor, note: str = "", **fields) -> Incident:
+    """Change ``fields`` of ``incident``; records who changed what. Returns the saved incident.
+
+    Raises ValidationError for a status move that is not allowed or a resolve without a cause
+    and remedy. Editing the summary by hand clears its "draft" mark.
+    """
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"not incident fields: {', '.join(sorted(unknown))}")
+    incident = Incident.objects.select_for_update().get(pk=incident.pk)
+    before = {f: _display(incident, f) for f in EDITABLE_FIELDS}
+    old_status = incident.status
+    new_status = fields.get("status", old_status)
+    if new_status not in Incident.Status.values:
+        raise ValidationError({"status": f"Unknown status {new_status!r}."})
+    if not incident.can_move_to(new_status):
+        raise ValidationError(
+            {"status": f"An incident that is {incident.get_status_display().lower()} cannot move to "
+                       f"{Incident.Status(new_status).label.lower()}."}
+        )
+    for name, value in fields.items():
+        setattr(incident, name, value)
+    if "summary" in fields and before["summary"] != _display(incident, "summary"):
+        incident.summary_is_draft = False
+    now = timezone.now()
+    if new_status != old_status:
+        if new_status == Incident.Status.RESOLVED:
+            incident.resolved_at = now
+            incident.closed_at = None
+        elif new_status == Incident.Status.CLOSED:
+            incident.resolved_at = incident.resolved_at or now
+            incident.closed_at = now
+        else:  # reopened
+            incident.resolved_at = None
+            incident.closed_at = None
+    incident_validate(incident)
+    changes = {
+        f: [before[f], _display(incident, f)] for f in EDITABLE_FIELDS if before[f] != _display(incident, f)
+    }
+    if not changes and not note:
+        return incident
+    incident.save()
+    kind = IncidentEvent.Kind.STATUS if "status" in changes else IncidentEvent.Kind.UPDATED
+    IncidentEvent.objects.create(incident=incident, actor=actor, kind=kind, changes=changes, note=note)
+    was_done = old_status in (Incident.Status.RESOLVED, Incident.Status.CLOSED)
+    if incident.is_done or was_done:
+        # Resolved/closed: (re-)embed. Reopened: the task drops it from the similar-incident index.
+        _queue_embedding(incident.pk)
+    return incident
+
+
+def incident_link_conversation(*, incident: Incident, conversation, actor, record: bool = True) -> None:
+    """Attach a chat to the incident: its conversation, cited passages and last live context."""
+    from apps.chat.models import Citation, Message
+
+    incident.conversations.add(conversation)
+    incident.citations.add(*Citation.objects.filter(message__conversation=conversation))
+    if incident.live_context is None:
+        last = (
+            Message.objects.filter(conversation=conversation, live_context__isnull=False)
+            .order_by("-created", "-pk")
+            .first()
+        )
+        if last is not None:
+            incident.live_context = last.live_context
+            incident.save(update_fields=["live_context", "updated"])
+    if record:
+        IncidentEvent.objects.create(
+            incident=incident,
+            actor=actor,
+            kind=IncidentEvent.Kind.LINKED,
+            note=f"Linked conversation “{conversation}”",
+        )
