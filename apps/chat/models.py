@@ -37,6 +37,8 @@ class Message(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     # The readings and findings shown beside the answer, as they were at the time.
     live_context = models.JSONField(null=True, blank=True)
+    # The similar past incidents shown beside the answer: [{"id", "title", "cause", "remedy", "score", ...}].
+    similar_incidents = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     completed = models.DateTimeField(null=True, blank=True)
 
