@@ -332,8 +332,8 @@ def test_actions_on_unknown_documents_are_404(admin_client, db, action):
 # --- the file and the row ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("user_fixture", ["technician", "supervisor", "outsider", "admin_user"])
-def test_any_logged_in_user_can_open_the_pdf_inline(client, request, document, smartevse, user_fixture):
+@pytest.mark.parametrize("user_fixture", ["technician", "supervisor", "admin_user"])
+def test_every_role_can_open_the_pdf_inline(client, request, document, smartevse, user_fixture):
     client.force_login(request.getfixturevalue(user_fixture))
 
     response = client.get(f"{URL}{document.pk}/file/")
@@ -344,6 +344,12 @@ def test_any_logged_in_user_can_open_the_pdf_inline(client, request, document, s
     assert response["X-Content-Type-Options"] == "nosniff"
     assert b"".join(response.streaming_content) == smartevse.read_bytes()
     response.close()
+
+
+def test_a_user_without_a_role_cannot_open_a_manual(client, document, outsider):
+    client.force_login(outsider)
+
+    assert client.get(f"{URL}{document.pk}/file/").status_code == 403
 
 
 def test_a_text_file_is_served_as_sandboxed_plain_text(

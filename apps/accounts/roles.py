@@ -11,6 +11,9 @@ ROLES = (ADMIN, SUPERVISOR, TECHNICIAN)
 # to the groups after every migrate. Which objects a permission reaches is the selectors' job
 # (a technician sees their own incidents and their assets').
 _TECHNICIAN_PERMS = {
+    "chat.add_conversation",  # use the chat
+    "assets.view_asset",  # asset pages, live readings, alerts
+    "knowledge.view_document",  # open the manuals the answers cite
     "incidents.view_incident",
     "incidents.add_incident",
     "incidents.change_incident",
@@ -26,7 +29,12 @@ _SUPERVISOR_PERMS = _TECHNICIAN_PERMS | {
 ROLE_PERMISSIONS = {
     TECHNICIAN: _TECHNICIAN_PERMS,
     SUPERVISOR: _SUPERVISOR_PERMS,
-    ADMIN: _SUPERVISOR_PERMS,
+    ADMIN: _SUPERVISOR_PERMS
+    | {
+        "knowledge.add_document",  # upload, re-index, delete manuals and logs
+        "knowledge.change_document",
+        "knowledge.delete_document",
+    },
 }
 
 

@@ -24,7 +24,6 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.accounts.roles import ROLES, has_role
 from apps.assets.models import Alert
 from apps.assets.notify import GROUP
 
@@ -58,7 +57,7 @@ def _created(alert: dict) -> datetime:
 class AlertsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        if not user or not user.is_authenticated or not await database_sync_to_async(has_role)(user, *ROLES):
+        if not user or not user.is_authenticated or not await database_sync_to_async(user.has_perm)("assets.view_asset"):
             await self.close(code=4403)
             return
         self.sent: dict[int, datetime] = {}  # alert id -> created, to send each once

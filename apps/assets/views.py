@@ -4,8 +4,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from apps.accounts.decorators import role_required
-from apps.accounts.roles import ROLES
+from apps.accounts.decorators import perm_required
 from apps.assets import presenters
 from apps.assets.models import Asset
 
@@ -15,13 +14,13 @@ def _asset(asset_id: str) -> Asset:
 
 
 @require_GET
-@role_required(*ROLES)
+@perm_required("assets.view_asset")
 def asset_list(request):
     return render(request, "assets/list.html", {"assets": presenters.asset_list()})
 
 
 @require_GET
-@role_required(*ROLES)
+@perm_required("assets.view_asset")
 def asset_detail(request, asset_id):
     asset = _asset(asset_id)
     context = presenters.asset_page(asset, hours=presenters.hours_param(request.GET.get("hours")))
@@ -30,7 +29,7 @@ def asset_detail(request, asset_id):
 
 @never_cache
 @require_GET
-@role_required(*ROLES)
+@perm_required("assets.view_asset")
 def asset_live(request, asset_id):
     asset = _asset(asset_id)
     try:

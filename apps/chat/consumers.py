@@ -13,7 +13,6 @@ import threading
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.accounts.roles import ROLES, has_role
 from apps.assets.models import Asset
 from apps.chat import services
 from apps.chat.models import Conversation
@@ -24,7 +23,7 @@ MAX_FRAME_BYTES = 16 * 1024
 class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        if not user or not user.is_authenticated or not await database_sync_to_async(has_role)(user, *ROLES):
+        if not user or not user.is_authenticated or not await database_sync_to_async(user.has_perm)("chat.add_conversation"):
             await self.close(code=4403)
             return
         self.user = user

@@ -1,11 +1,11 @@
-from django.contrib.auth.decorators import login_required
+from apps.accounts.decorators import perm_required
 from django.http import Http404
 from django.shortcuts import render
 
 from apps.chat.models import Conversation
 
 
-@login_required
+@perm_required("chat.add_conversation")
 def chat(request, pk=None):
     conversations = Conversation.objects.filter(user=request.user)[:50]
     current = None

@@ -5,7 +5,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from apps.accounts.roles import is_admin
 from apps.knowledge.models import Document
 from apps.knowledge.progress import GROUP
 
@@ -15,7 +14,7 @@ POLL_SECONDS = 0.5
 class DocumentProgressConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        if not user or not user.is_authenticated or not await database_sync_to_async(is_admin)(user):
+        if not user or not user.is_authenticated or not await database_sync_to_async(user.has_perm)("knowledge.add_document"):
             await self.close(code=4403)
             return
         await self.accept()

@@ -1,18 +1,16 @@
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.accounts.decorators import role_required
-from apps.accounts.roles import ADMIN
+from apps.accounts.decorators import perm_required
 from apps.knowledge import selectors, services
 from apps.knowledge.forms import UploadForm
 from apps.knowledge.models import Document
 
 
-@role_required(ADMIN)
+@perm_required("knowledge.add_document")
 def documents(request):
     if request.method == "POST":
         form = UploadForm(request.POST, request.FILES)
@@ -40,14 +38,14 @@ def documents(request):
     return render(request, "knowledge/documents.html", context)
 
 
-@role_required(ADMIN)
+@perm_required("knowledge.add_document")
 def document_row(request, pk):
     document = get_object_or_404(Document, pk=pk)
     return render(request, "knowledge/_document_row.html", {"d": document})
 
 
 @require_POST
-@role_required(ADMIN)
+@perm_required("knowledge.change_document")
 def reindex(request, pk):
     document = get_object_or_404(Document, pk=pk)
     services.document_reindex(document=document)
@@ -56,7 +54,7 @@ def reindex(request, pk):
 
 
 @require_POST
-@role_required(ADMIN)
+@perm_required("knowledge.delete_document")
 def delete(request, pk):
     document = get_object_or_404(Document, pk=pk)
     name = document.original_name
@@ -65,7 +63,7 @@ def delete(request, pk):
     return redirect("knowledge:documents")
 
 
-@login_required
+@perm_required("knowledge.view_document")
 def document_file(request, pk):
     """The original file, inline, so a citation link can open a PDF at #page=N."""
     document = get_object_or_404(Document, pk=pk)
