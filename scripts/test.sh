@@ -4,7 +4,7 @@
 #   Pass 1: the whole suite on the embedded defaults (SQLite, embedded Chroma,
 #           filesystem Celery broker, in-memory channel layer). Arguments given
 #           to this script are passed to this pytest call.
-#   Pass 2: the tests marked `integration` again, against PostgreSQL and Redis:
+#   Pass 2: the tests marked `integration` or `database` again, against PostgreSQL and Redis:
 #             DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/nanosentri}
 #             REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
 #           If either is unreachable: a failure when CI is set, otherwise skipped
@@ -41,7 +41,7 @@ echo "==> pass 1 finished with exit code $rc1 in $(fmt_secs $((SECONDS - t0)))"
 
 # ------------------------------------------------------------- pass 2
 echo
-echo "==> test pass 2/2: tests marked 'integration' on PostgreSQL + Redis"
+echo "==> test pass 2/2: tests marked 'integration' or 'database' on PostgreSQL + Redis"
 echo "    DATABASE_URL=$PG_URL"
 echo "    REDIS_URL=$REDIS_URL_IT"
 
@@ -99,7 +99,7 @@ if [[ $services_rc -ne 0 ]]; then
 else
     t0=$SECONDS
     env "${unset_services[@]}" DATABASE_URL="$PG_URL" REDIS_URL="$REDIS_URL_IT" \
-        "$VPY" -m pytest -m integration || rc2=$?
+        "$VPY" -m pytest -m "integration or database" || rc2=$?
     if [[ $rc2 -eq 5 ]]; then
         echo "    (no tests are marked 'integration' yet - not counted as a failure)"
         rc2=0
