@@ -209,3 +209,17 @@ def test_other_file_types_are_refused(tmp_path):
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError, match="cannot read the file"):
         run(tmp_path / "nope.yaml")
+
+
+def test_it_assigns_technicians_by_username_and_rejects_unknown_ones(db, technician, tmp_path):
+    good = tmp_path / "assets.yaml"
+    good.write_text("assets:\n  - {asset_id: WXT536-07, device_type: WXT536, technicians: [bob]}\n")
+    assets_import(good)
+    assert list(Asset.objects.get(asset_id="WXT536-07").technicians.values_list("username", flat=True)) == ["bob"]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("asset_id,device_type,technicians\nWXT536-08,WXT536,bob;nobody\n")
+    with pytest.raises(AssetImportError) as excinfo:
+        assets_import(bad)
+    assert "unknown user(s) nobody in technicians" in str(excinfo.value)
+    assert not Asset.objects.filter(asset_id="WXT536-08").exists()

@@ -39,7 +39,7 @@ class AssetAdmin(admin.ModelAdmin):
     list_filter = ("device_type", "site")
     search_fields = ("asset_id", "name", "location")
     list_select_related = ("device_type", "site")
-    filter_horizontal = ("manuals",)
+    filter_horizontal = ("manuals", "technicians")
     inlines = [SensorInline]
     actions = ["new_ingest_token"]
 

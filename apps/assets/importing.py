@@ -17,12 +17,13 @@ YAML::
         location: Mast 1, 10 m
         ingest_token: ...            # optional, for HTTP telemetry
         manuals: [WXT530_User_Guide.pdf]   # uploaded documents, by file name
+        technicians: [bob]           # usernames of the technicians who look after it
         sensors:                     # optional: override the catalogue spec of the type
           V_IN: {min: 12, max: 28}
           # or a list: - {key: V_IN, min: 12, max: 28, unit: V}
 
-CSV, one row per asset: ``asset_id,name,device_type,site,location,manuals,ingest_token``
-(manuals separated by ``;``), or one row per sensor: the same asset columns plus
+CSV, one row per asset: ``asset_id,name,device_type,site,location,manuals,ingest_token,technicians``
+(manuals and technicians separated by ``;``), or one row per sensor: the same asset columns plus
 ``sensor,kind,unit,min,max,warn_low,warn_high,description``.
 """
 from __future__ import annotations
@@ -37,11 +38,12 @@ from django.db import transaction
 from apps.assets.models import Asset, DeviceType, Sensor, SensorSpec, Site
 from apps.assets.payloads import _KEY
 
-ASSET_FIELDS = ("asset_id", "name", "device_type", "site", "location", "ingest_token", "manuals", "sensors")
+ASSET_FIELDS = ("asset_id", "name", "device_type", "site", "location", "ingest_token", "manuals", "technicians",
+                "sensors")
 SITE_FIELDS = ("name", "location")
 SENSOR_FIELDS = ("key", "kind", "unit", "min", "max", "warn_low", "warn_high", "description")
 _ALIASES = {"asset": "asset_id", "id": "asset_id", "type": "device_type", "min_value": "min", "max_value": "max",
-            "sensor": "key", "manual": "manuals", "token": "ingest_token", "site_name": "site"}
+            "sensor": "key", "manual": "manuals", "technician": "technicians", "token": "ingest_token", "site_name": "site"}
 _SENSOR_MODEL_FIELDS = {"min": "min_value", "max": "max_value"}
 _LIMITS = {"asset_id": 64, "name": 200, "location": 200, "ingest_token": 64, "site": 200, "key": 64, "unit": 16}
 
@@ -232,6 +234,8 @@ def plan_from_csv(text: str, name: str) -> _Plan:
         asset_values = {k: v for k, v in values.items() if k in ASSET_FIELDS}
         if "manuals" in asset_values:
             asset_values["manuals"] = [m.strip() for m in asset_values["manuals"].split(";") if m.strip()]
+        if "technicians" in asset_values:
+            asset_values["technicians"] = [t.strip() for t in asset_values["technicians"].split(";") if t.strip()]
         asset_id = asset_values.get("asset_id", "")
         if not asset_id:
             plan.errors.append(f"{name} line {line}: no asset_id")
@@ -265,6 +269,9 @@ def plan_from_csv(text: str, name: str) -> _Plan:
 def _check(plan: _Plan, name: str) -> None:
     errors = plan.errors
     device_types = set(DeviceType.objects.values_list("key", flat=True))
+    from django.contrib.auth import get_user_model
+
+    usernames = set(get_user_model().objects.values_list("username", flat=True))
     seen_sites: dict[str, int] = {}
     for record in plan.sites:
         where = f"{name} line {record.line}"
@@ -297,6 +304,16 @@ def _check(plan: _Plan, name: str) -> None:
                 data["manuals"] = manuals = [manuals]
             if not isinstance(manuals, list) or not all(isinstance(m, str) for m in manuals):
                 errors.append(f"{where}: manuals must be a list of file names")
+        technicians = data.get("technicians")
+        if technicians is not None:
+            if isinstance(technicians, str):
+                data["technicians"] = technicians = [technicians]
+            if not isinstance(technicians, list) or not all(isinstance(t, str) for t in technicians):
+                errors.append(f"{where}: technicians must be a list of usernames")
+            else:
+                missing = sorted(set(technicians) - usernames)
+                if missing:
+                    errors.append(f"{where}: unknown user(s) {', '.join(missing)} in technicians")
         for sensor in data.get("sensors", []) or []:
             _check_sensor(sensor, f"{name} line {sensor.line or record.line}", errors)
 
@@ -356,6 +373,7 @@ def _write(plan: _Plan, result: ImportResult, name: str) -> None:
         data = dict(record.data)
         asset_id = data.pop("asset_id")
         manuals = data.pop("manuals", None)
+        technicians = data.pop("technicians", None)
         sensors = data.pop("sensors", None) or []
         if "device_type" in data:
             data["device_type"] = device_types[data["device_type"]]
@@ -370,6 +388,10 @@ def _write(plan: _Plan, result: ImportResult, name: str) -> None:
         _count(result, "assets", created)
         for sensor in sensors:
             _write_sensor(asset, sensor.data, result)
+        if technicians:
+            from django.contrib.auth import get_user_model
+
+            asset.technicians.add(*get_user_model().objects.filter(username__in=technicians))
         for manual in manuals or []:
             documents = list(Document.objects.filter(original_name__iexact=manual))
             if not documents:
