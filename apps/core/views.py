@@ -1,4 +1,5 @@
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect
@@ -8,7 +9,12 @@ from apps.accounts.roles import is_admin
 
 @login_required
 def home(request):
-    return redirect("knowledge:documents" if is_admin(request.user) else "chat:chat")
+    """Each role starts where its work is; an account without a role is told so."""
+    if is_admin(request.user):
+        return redirect("knowledge:documents")
+    if request.user.has_perm("chat.add_conversation"):
+        return redirect("chat:chat")
+    raise PermissionDenied
 
 
 def healthz(request):
