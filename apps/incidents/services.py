@@ -174,3 +174,48 @@ def incident_link_conversation(*, incident: Incident, conversation, actor, recor
             kind=IncidentEvent.Kind.LINKED,
             note=f"Linked conversation “{conversation}”",
         )
+
+
+@transaction.atomic
+def incident_report(
+    *, reporter, conversation=None, draft_summary: str = "", feedback=None, note: str = "", **fields
+) -> Incident:
+    """A person files a new incident from the form, possibly opened from a chat answer.
+
+    ``draft_summary`` is the summary the assistant's answer prefilled: saved unchanged, the
+    incident keeps it marked as a draft until someone edits it. ``feedback`` (a rated answer a
+    supervisor is turning into this incident) is marked reviewed in the same transaction, so
+    either both are saved or neither.
+    """
+    from apps.incidents.prefill import same_text
+
+    incident = incident_create(reporter=reporter, conversation=conversation, note=note, **fields)
+    if draft_summary and (fields.get("summary") or "").strip() and same_text(fields["summary"], draft_summary):
+        incident.summary_is_draft = True
+        incident.save(update_fields=["summary_is_draft"])
+    if feedback is not None:
+        feedback_turn_into_incident(feedback=feedback, incident=incident, reviewer=reporter)
+    return incident
+
+
+@transaction.atomic
+def feedback_turn_into_incident(*, feedback, incident: Incident, reviewer):
+    """Close the review of an answer's feedback by pointing it at the incident it became."""
+    from apps.chat.models import AnswerFeedback
+
+    # Locked, so that two supervisors turning the same thumbs-down into incidents cannot both win.
+    feedback = AnswerFeedback.objects.select_for_update().get(pk=feedback.pk)
+    if feedback.incident_id is not None and feedback.incident_id != incident.pk:
+        raise ValidationError(f"This feedback was already turned into incident #{feedback.incident_id}.")
+    feedback.incident = incident
+    feedback.reviewed_at = timezone.now()
+    feedback.reviewed_by = reviewer
+    feedback.review_note = f"Turned into incident #{incident.pk}"
+    feedback.save(update_fields=["incident", "reviewed_at", "reviewed_by", "review_note", "updated"])
+    IncidentEvent.objects.create(
+        incident=incident,
+        actor=reviewer,
+        kind=IncidentEvent.Kind.LINKED,
+        note=f"From feedback on answer #{feedback.message_id} ({feedback.get_rating_display().lower()})",
+    )
+    return feedback
