@@ -21,6 +21,8 @@ from apps.incidents import dashboard as dash
 from apps.incidents.models import Incident
 from apps.incidents.services import incident_create
 
+pytestmark = pytest.mark.database
+
 HOSTILE = "<script>alert(1)</script>"
 TZ = "Pacific/Auckland"
 # 12 weeks: Monday 6 January to Sunday 30 March 2025 (New Zealand summer time, UTC+13).

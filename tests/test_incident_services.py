@@ -17,6 +17,8 @@ from apps.incidents.services import (
 )
 from tests import incident_factories as f
 
+pytestmark = pytest.mark.database
+
 
 def _open(reporter, **fields):
     fields = {"title": "Heater dead", "symptom": "No heater current at -15 °C", **fields}

@@ -11,6 +11,8 @@ from apps.incidents.models import Incident, IncidentEvent
 from apps.incidents.services import incident_create, incident_update
 from tests import incident_factories as f
 
+pytestmark = pytest.mark.database
+
 LIST_URL = "/incidents/"
 EXPORT_URL = "/incidents/export.csv"
 NEW_URL = "/incidents/new/"

@@ -20,6 +20,7 @@ from django.contrib.auth.models import Group
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from apps.accounts.roles import ADMIN, SUPERVISOR, TECHNICIAN
+from apps.incidents.services import incident_create
 
 pytestmark = pytest.mark.database
 
@@ -66,6 +67,19 @@ ROUTES = [
     Route("assets:list"),
     Route("assets:detail", args=lambda w: [w["asset"].asset_id]),
     Route("assets:live", args=lambda w: [w["asset"].asset_id]),
+    Route("incidents:list"),
+    Route("incidents:new"),
+    Route("incidents:new", query="?conversation={conversation}",
+          expect=_expect(technician="ok", supervisor="404", admin="404")),  # only one's own chat
+    Route("incidents:detail", args=lambda w: [w["incident"].pk]),
+    Route("incidents:edit", args=lambda w: [w["incident"].pk]),
+    Route("incidents:resolve", args=lambda w: [w["incident"].pk]),
+    Route("incidents:status", args=lambda w: [w["incident"].pk], method="post", data=lambda w: {"status": "in_progress"}),
+    # Another asset's incident, reported by someone else: not the technician's to see.
+    Route("incidents:detail", args=lambda w: [w["other_incident"].pk], expect=SUPERVISORS | {"technician": "404"}),
+    Route("incidents:edit", args=lambda w: [w["other_incident"].pk], expect=SUPERVISORS | {"technician": "404"}),
+    Route("incidents:export", expect=SUPERVISORS),
+    Route("incidents:dashboard", expect=SUPERVISORS),
     # Devices authenticate with their own bearer token, never with a session.
     Route("telemetry_api:post", method="post",
           expect=_expect(anonymous="401", outsider="401", technician="401", supervisor="401", admin="401")),
@@ -115,7 +129,11 @@ def world(db, django_user_model, settings, tmp_path):
     document = Document.objects.create(original_name="manual.txt", stored_path="manual.txt", extension="txt",
                                        size_bytes=47, content_hash="0" * 64, status=Document.Status.INDEXED)
     conversation = Conversation.objects.create(user=users["technician"], title="heater")
-    return {"users": users, "asset": asset, "document": document, "conversation": conversation}
+    other_asset = Asset.objects.create(asset_id="WXT536-09", name="Mast 9", device_type=asset.device_type)
+    incident = incident_create(reporter=users["technician"], asset=asset, title="Heater dead", symptom="ice")
+    other = incident_create(reporter=users["supervisor"], asset=other_asset, title="Wind noise", symptom="gusts")
+    return {"users": users, "asset": asset, "document": document, "conversation": conversation,
+            "incident": incident, "other_incident": other}
 
 
 def _outcome(response) -> str:
@@ -136,7 +154,7 @@ def test_http_route(client, world, route, who):
     user = world["users"][who]
     if user is not None:
         client.force_login(user)
-    url = reverse(route.name, args=route.args(world)) + route.query
+    url = reverse(route.name, args=route.args(world)) + route.query.format(conversation=world["conversation"].pk)
     response = getattr(client, route.method)(url, route.data(world))
 
     assert _outcome(response) == route.expect[who]
