@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "apps.chat",
     "apps.assets",
     "apps.incidents",
+    "apps.api",
+    "ninja",  # its bundled Swagger UI files (else the docs page loads them from a CDN)
 ]
 
 MIDDLEWARE = [
@@ -187,6 +189,14 @@ NANOSENTRI_VECTOR_STORE = envchoice("NANOSENTRI_VECTOR_STORE", "chroma", ("chrom
 NANOSENTRI_CHROMA_HOST = env("NANOSENTRI_CHROMA_HOST", "127.0.0.1")
 NANOSENTRI_CHROMA_PORT = envint("NANOSENTRI_CHROMA_PORT", 8000)
 NANOSENTRI_CHROMA_COLLECTION = env("NANOSENTRI_CHROMA_COLLECTION", "manuals")
+# Resolved/closed incidents, embedded for "similar past incidents" (apps/incidents/similar.py).
+NANOSENTRI_CHROMA_INCIDENT_COLLECTION = env("NANOSENTRI_CHROMA_INCIDENT_COLLECTION", "incidents")
+# MiniLM cosine (device names and asset ids left out of both sides): matching incidents scored
+# 0.41–0.80 on our test set, the best hit of an unrelated question at most 0.39, and a wrong
+# incident of another device type at most 0.45 — hence the higher bar for those when the
+# chat's device type is known.
+NANOSENTRI_SIMILAR_INCIDENTS_MIN_SCORE = envfloat("NANOSENTRI_SIMILAR_INCIDENTS_MIN_SCORE", 0.40)
+NANOSENTRI_SIMILAR_INCIDENTS_OTHER_TYPE_MIN_SCORE = envfloat("NANOSENTRI_SIMILAR_INCIDENTS_OTHER_TYPE_MIN_SCORE", 0.50)
 NANOSENTRI_CHUNK_TOKENS = envint("NANOSENTRI_CHUNK_TOKENS", 200)
 NANOSENTRI_CHUNK_OVERLAP = envint("NANOSENTRI_CHUNK_OVERLAP", 40)
 NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
@@ -196,6 +206,13 @@ NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.32
 # With live findings and no manual linked to the asset, only strong matches are cited.
 NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS", 0.5)
 NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF = envfloat("NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF", 0.12)
+# Thumbs-up raise the passages they cited for similar questions (docs/feedback.md). MiniLM cosine
+# between questions: paraphrases 0.55–0.98 (median 0.86), different questions about the same
+# device up to 0.80 (median 0.47); the boost grows from 0 at the threshold to WEIGHT per vote at 1.
+NANOSENTRI_FEEDBACK_BOOST = envbool("NANOSENTRI_FEEDBACK_BOOST", True)
+NANOSENTRI_FEEDBACK_BOOST_THRESHOLD = envfloat("NANOSENTRI_FEEDBACK_BOOST_THRESHOLD", 0.7)
+NANOSENTRI_FEEDBACK_BOOST_WEIGHT = envfloat("NANOSENTRI_FEEDBACK_BOOST_WEIGHT", 0.05)
+NANOSENTRI_FEEDBACK_BOOST_CAP = envfloat("NANOSENTRI_FEEDBACK_BOOST_CAP", 0.08)  # cosine points per passage
 
 # --- Assets, telemetry, diagnostics --------------------------------------------------------
 NANOSENTRI_RULES_FILE = env("NANOSENTRI_RULES_FILE", str(BASE_DIR / "diagnostics" / "rules" / "default.yaml"))

@@ -14,5 +14,6 @@ urlpatterns = [
     path("assets/", include("apps.assets.urls")),
     path("incidents/", include("apps.incidents.urls")),
     path("api/telemetry/", include("apps.assets.api_urls")),
+    path("api/v1/", include("apps.api.urls")),
     path("admin/", admin.site.urls),
 ]

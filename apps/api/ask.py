@@ -1,0 +1,58 @@
+"""/api/v1/ask: one question through the chat's answer pipeline, answered as one JSON object.
+
+The body is exactly what ``manage.py ask --json`` prints (apps.chat.services.answer_result).
+"""
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections
+from ninja import Router, Status
+
+from apps.api.auth import permission_require
+from apps.api.schemas import AskIn, AskOut, Error, ValidationErrorOut
+from apps.chat import services as chat
+
+router = Router(tags=["ask"])
+
+
+def _ask(*, user, payload: AskIn) -> Status:
+    from apps.assets.models import Asset
+
+    try:
+        permission_require(user, "chat.add_conversation")
+        asset = None
+        if payload.asset:
+            asset = Asset.objects.filter(asset_id=payload.asset).first()
+            if asset is None:
+                raise ValidationError({"asset": f"Unknown asset {payload.asset!r}."})
+        question = chat.question_clean(payload.question)
+        conversation = chat.conversation_for(user=user, title=question)
+        try:
+            result = chat.answer_result(
+                question=question, conversation=conversation, asset=asset, context_text=payload.context
+            )
+        except chat.InvalidContext:
+            if not conversation.messages.exists():
+                conversation.delete()  # refused before anything was asked: leave no empty chat behind
+            raise
+        return Status(503 if "error" in result else 200, result)
+    finally:
+        close_old_connections()  # this ran in a pool thread: do not leave its connection open
+
+
+@router.post(
+    "/ask",
+    response={200: AskOut, 400: Error, 401: Error, 403: Error, 413: Error, 422: ValidationErrorOut, 503: AskOut},
+    exclude_unset=True,
+    summary="Ask a troubleshooting question",
+    operation_id="ask",
+    description="Answers from the manuals, the asset's live readings (or a pasted log line) and the local model, "
+    "like the chat; the question and answer are kept as a conversation of the token's user. The body is the JSON "
+    "of `manage.py ask --json`. 503: the answer failed (e.g. the model is unavailable); the body then carries "
+    "`error` and `error_code`, and the citations found so far.",
+)
+async def ask(request, payload: AskIn):
+    # The model blocks for seconds. Django runs sync views one at a time on a single shared thread
+    # under ASGI, so a sync view would stall every other page; a pool thread does not.
+    return await sync_to_async(_ask, thread_sensitive=False)(user=request.auth.user, payload=payload)

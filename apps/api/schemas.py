@@ -1,0 +1,247 @@
+"""Request and response bodies of the API, as they appear in /api/v1/openapi.json."""
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Annotated, Any
+
+from django.urls import NoReverseMatch
+from django.utils import timezone
+from ninja import Field, Schema
+from pydantic import AfterValidator, ConfigDict, StringConstraints
+
+from apps.chat.services import MAX_QUESTION_CHARS
+from apps.incidents.models import Incident
+
+# --- Input types -----------------------------------------------------------------------------
+
+
+def _clean_text(value: str) -> str:
+    # PostgreSQL cannot store NUL, and lone surrogates cannot be encoded: refuse both up front.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _clean_datetime(value: datetime) -> datetime:
+    """Aware and in UTC; a time without an offset is read in the server's time zone."""
+    if not 1900 <= value.year <= 9998:
+        # Far-off years overflow when converted between time zones (and mean nothing here).
+        raise ValueError("must be between the years 1900 and 9998")
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    return value.astimezone(dt_timezone.utc)
+
+
+def Text(description: str, *, max_length: int | None = None, min_length: int | None = None, default: Any = ...,
+         nullable: bool = False):
+    """A text field: no NUL, valid Unicode, optional length limits (the database's)."""
+    text = Annotated[str, StringConstraints(max_length=max_length, min_length=min_length), AfterValidator(_clean_text)]
+    return Annotated[text | None if nullable else text, Field(default, description=description)]
+
+
+Timestamp = Annotated[datetime, AfterValidator(_clean_datetime)]
+AssetId = Annotated[str, StringConstraints(max_length=64), AfterValidator(_clean_text)]
+Username = Annotated[str, StringConstraints(max_length=150), AfterValidator(_clean_text)]
+
+_FIELD_DOCS = {
+    "asset": "the asset's id as devices report it (e.g. WXT536-01)",
+    "title": "a short title",
+    "failure_class": "CMMS failure class, e.g. the device type (WXT536) or 'heater'",
+    "symptom": "the problem as observed: what the technician saw",
+    "cause": "why it happened (needed to resolve or close)",
+    "remedy": "what fixed it (needed to resolve or close)",
+    "root_cause": "the underlying reason, if different from the cause",
+    "summary": "a summary for the record",
+    "priority": "critical, high, normal or low",
+    "status": "open, in_progress, resolved or closed; see the allowed transitions in docs/api.md",
+    "assignee": "username of the person working on it",
+    "downtime_start": "when the asset stopped working (ISO 8601; without an offset: server time zone)",
+    "downtime_end": "when it worked again (not before downtime_start)",
+    "downtime_kind": "unplanned or planned",
+    "downtime_reason": "why it was down",
+    "note": "a note for the audit trail entry of this change",
+}
+
+
+class _Input(Schema):
+    # Unknown fields are an error, not silently dropped: a typo ("staus") must not look like success.
+    model_config = ConfigDict(extra="forbid")
+
+
+class IncidentCreate(_Input):
+    asset: AssetId | None = Field(None, description=_FIELD_DOCS["asset"])
+    title: Text(_FIELD_DOCS["title"], max_length=200, min_length=1)
+    symptom: Text(_FIELD_DOCS["symptom"], min_length=1)
+    failure_class: Text(_FIELD_DOCS["failure_class"], max_length=100, default="")
+    cause: Text(_FIELD_DOCS["cause"], default="")
+    remedy: Text(_FIELD_DOCS["remedy"], default="")
+    root_cause: Text(_FIELD_DOCS["root_cause"], default="")
+    summary: Text(_FIELD_DOCS["summary"], default="")
+    priority: Incident.Priority = Field(Incident.Priority.NORMAL, description=_FIELD_DOCS["priority"])
+    status: Incident.Status = Field(Incident.Status.OPEN, description=_FIELD_DOCS["status"])
+    assignee: Username | None = Field(None, description=_FIELD_DOCS["assignee"])
+    downtime_start: Timestamp | None = Field(None, description=_FIELD_DOCS["downtime_start"])
+    downtime_end: Timestamp | None = Field(None, description=_FIELD_DOCS["downtime_end"])
+    downtime_kind: Incident.DowntimeKind | None = Field(None, description=_FIELD_DOCS["downtime_kind"])
+    downtime_reason: Text(_FIELD_DOCS["downtime_reason"], max_length=300, default="")
+    note: Text(_FIELD_DOCS["note"], max_length=2000, default="")
+
+
+class IncidentPatch(_Input):
+    """Only the fields sent are changed; null clears a field (text fields become empty)."""
+
+    asset: AssetId | None = Field(None, description=_FIELD_DOCS["asset"] + "; null unlinks the asset")
+    title: Text(_FIELD_DOCS["title"], max_length=200, default=None, nullable=True)
+    symptom: Text(_FIELD_DOCS["symptom"], default=None, nullable=True)
+    failure_class: Text(_FIELD_DOCS["failure_class"], max_length=100, default=None, nullable=True)
+    cause: Text(_FIELD_DOCS["cause"], default=None, nullable=True)
+    remedy: Text(_FIELD_DOCS["remedy"], default=None, nullable=True)
+    root_cause: Text(_FIELD_DOCS["root_cause"], default=None, nullable=True)
+    summary: Text(_FIELD_DOCS["summary"], default=None, nullable=True)
+    # Not nullable: every incident has a priority and a status (omitted = unchanged).
+    priority: Incident.Priority = Field(None, description=_FIELD_DOCS["priority"])
+    status: Incident.Status = Field(None, description=_FIELD_DOCS["status"])
+    assignee: Username | None = Field(None, description=_FIELD_DOCS["assignee"] + "; null unassigns")
+    downtime_start: Timestamp | None = Field(None, description=_FIELD_DOCS["downtime_start"])
+    downtime_end: Timestamp | None = Field(None, description=_FIELD_DOCS["downtime_end"])
+    downtime_kind: Incident.DowntimeKind | None = Field(None, description=_FIELD_DOCS["downtime_kind"])
+    downtime_reason: Text(_FIELD_DOCS["downtime_reason"], max_length=300, default=None, nullable=True)
+    note: Text(_FIELD_DOCS["note"], max_length=2000, default=None, nullable=True)
+
+
+class AskIn(_Input):
+    question: Text("the technician's question", min_length=1, max_length=MAX_QUESTION_CHARS)
+    asset: AssetId | None = Field(None, description="use this asset's live readings and findings (asset id)")
+    context: Text("a pasted log line, parsed like a telemetry payload (not stored)", max_length=4000,
+                  default=None, nullable=True)
+
+
+# --- Output ----------------------------------------------------------------------------------
+
+
+class Error(Schema):
+    detail: str = Field(description="what went wrong, for people")
+
+
+class ValidationErrorOut(Schema):
+    detail: str = Field(description="what went wrong, for people")
+    errors: dict[str, list[str]] = Field(description="field name → messages ('__all__' for the request as a whole)")
+
+
+class IncidentOut(Schema):
+    id: int
+    asset: str | None = Field(description="asset id, or null")
+    title: str
+    failure_class: str
+    symptom: str
+    cause: str
+    remedy: str
+    root_cause: str
+    summary: str
+    priority: Incident.Priority
+    status: Incident.Status
+    downtime_start: datetime | None
+    downtime_end: datetime | None
+    downtime_kind: Incident.DowntimeKind | None
+    downtime_reason: str
+    downtime_minutes: int | None = Field(description="whole minutes between downtime_start and downtime_end")
+    reporter: str | None = Field(description="username")
+    assignee: str | None = Field(description="username")
+    created: datetime
+    updated: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    url: str | None = Field(description="the incident's page in the web app")
+
+    @staticmethod
+    def resolve_asset(obj: Incident) -> str | None:
+        return obj.asset.asset_id if obj.asset_id else None
+
+    @staticmethod
+    def resolve_downtime_kind(obj: Incident) -> str | None:
+        return obj.downtime_kind or None
+
+    @staticmethod
+    def resolve_downtime_minutes(obj: Incident) -> int | None:
+        downtime = obj.downtime
+        return int(downtime.total_seconds() // 60) if downtime is not None else None
+
+    @staticmethod
+    def resolve_reporter(obj: Incident) -> str | None:
+        return obj.reporter.get_username() if obj.reporter_id else None
+
+    @staticmethod
+    def resolve_assignee(obj: Incident) -> str | None:
+        return obj.assignee.get_username() if obj.assignee_id else None
+
+    @staticmethod
+    def resolve_url(obj: Incident, context) -> str | None:
+        try:
+            path = obj.get_absolute_url()
+        except NoReverseMatch:  # the web pages of incidents are not installed
+            return None
+        request = context.get("request") if context else None
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class IncidentPage(Schema):
+    total: int = Field(description="incidents matching the filters (all pages)")
+    limit: int
+    offset: int
+    items: list[IncidentOut]
+
+
+class AskCitation(Schema):
+    document: str = Field(description="file name of the manual or log")
+    page: int | None
+    score: float = Field(description="retrieval similarity, 0–1")
+    text: str
+
+
+class AskSimilarIncident(Schema):
+    id: int
+    title: str
+    cause: str
+    remedy: str
+    score: float
+
+
+class AskTimings(Schema):
+    retrieval_ms: float | None
+    ttft_ms: float | None = Field(description="time to the first token of the answer")
+    tokens_per_s: float | None
+
+
+class AskFinding(Schema):
+    rule: str
+    severity: str
+    message: str
+    sensor: str
+
+
+class AskReading(Schema):
+    value: float | str | None
+    unit: str
+    ts: str | None = Field(description="ISO 8601 time of the reading")
+    min: float | None
+    max: float | None
+    flag: str
+
+
+class AskOut(Schema):
+    """The JSON of ``manage.py ask --json``."""
+
+    answer: str
+    citations: list[AskCitation]
+    similar_incidents: list[AskSimilarIncident]
+    timings: AskTimings
+    status: str = Field(description="completed, not_covered, stopped or failed")
+    findings: list[AskFinding] = Field(description="diagnostic findings from the live readings or the pasted log")
+    readings: dict[str, AskReading] = Field(description="sensor key → its latest reading")
+    conversation: int = Field(description="id of the conversation the question and answer were stored in")
+    message: int | None = Field(description="id of the answer message")
+    error: str | None = Field(None, description="only when the answer failed")
+    error_code: str | None = Field(None, description="only when the answer failed, e.g. model_unavailable")
