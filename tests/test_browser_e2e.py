@@ -1,96 +1,31 @@
 """End to end in headless Chromium: the app as `manage.py runapp` starts it (real worker, real
 model), an admin uploads a manual and watches it index, a technician asks and stops the answer.
 """
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.browser_support import chromium, login, running_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "e2e-Passw0rd!"
 QUESTION = "What does ERROR HIGH TEMP mean and when does charging resume?"
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("e2e-data")
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("NANOSENTRI_")},
-        "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
-        "NANOSENTRI_DATA_DIR": str(data_dir),
-        "NANOSENTRI_DEMO_PASSWORD": PASSWORD,
-        "NANOSENTRI_DEMO_INGEST": "0",
-    }
-    env.pop("DATABASE_URL", None)  # the README's run command: embedded defaults
-    env.pop("REDIS_URL", None)
-    log_path = data_dir / "runapp.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runapp", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        assert proc.poll() is None, log_path.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the app did not get ready: " + log_path.read_text()[-3000:]
-        try:
-            health = httpx.get(f"{url}/healthz/", timeout=2).json()
-            if health["models"] == "ready":
-                break
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    yield url
-    proc.send_signal(2)  # Ctrl-C stops everything it started
-    try:
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    output = log_path.read_text()
-    assert "Stopped." in output
+    with running_app(tmp_path_factory.mktemp("e2e-data")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/install.sh --dev installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+    with chromium() as b:
         yield b
-        b.close()
 
 
-def _login(page, url, username):
-    page.goto(f"{url}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+_login = login
 
 
 def test_admin_uploads_then_technician_asks_and_stops(app_url, browser, smartevse):

@@ -12,6 +12,8 @@ def home(request):
     """Each role starts where its work is; an account without a role is told so."""
     if is_admin(request.user):
         return redirect("knowledge:documents")
+    if request.user.has_perm("incidents.view_dashboard"):
+        return redirect("incidents:dashboard")
     if request.user.has_perm("chat.add_conversation"):
         return redirect("chat:chat")
     raise PermissionDenied

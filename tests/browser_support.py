@@ -1,0 +1,108 @@
+"""Running the real app (``manage.py runapp``) and headless Chromium for the browser tests."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "e2e-Passw0rd!"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_env(data_dir: Path) -> dict:
+    """The README's run command: embedded defaults (no DATABASE_URL / REDIS_URL), demo users."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NANOSENTRI_")},
+        "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
+        "NANOSENTRI_DATA_DIR": str(data_dir),
+        "NANOSENTRI_DEMO_PASSWORD": PASSWORD,
+        "NANOSENTRI_DEMO_INGEST": "0",
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    return env
+
+
+def manage(data_dir: Path, *args: str, stdin: str | None = None) -> str:
+    """Run a management command against the app's data directory (before or beside runapp)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=app_env(data_dir), input=stdin,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@contextmanager
+def running_app(data_dir: Path):
+    """``manage.py runapp`` on a free port, ready when /healthz/ says the models are loaded."""
+    port = free_port()
+    log_path = data_dir / "runapp.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runapp", "--port", str(port)], cwd=ROOT, env=app_env(data_dir),
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the app did not get ready: " + log_path.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/healthz/", timeout=2).json()["models"] == "ready":
+                break
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        proc.send_signal(2)  # Ctrl-C stops everything it started
+        try:
+            assert proc.wait(timeout=30) == 0, log_path.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    assert "Stopped." in log_path.read_text()
+
+
+@contextmanager
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/install.sh --dev installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def login(page, url: str, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
