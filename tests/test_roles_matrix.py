@@ -66,6 +66,11 @@ ROUTES = [
     # Conversations are private: even a supervisor gets a 404 for someone else's.
     Route("chat:conversation", args=lambda w: [w["conversation"].pk],
           expect=_expect(technician="ok", supervisor="404", admin="404")),
+    # Rating: the asker (and reviewers); the review queue: supervisors and admins.
+    Route("chat:feedback", args=lambda w: [w["answer"].pk], method="post", data=lambda w: {"rating": "up"},
+          expect=_expect(anonymous="401", technician="ok", supervisor="ok", admin="ok")),
+    Route("chat:review", expect=SUPERVISORS),
+    Route("chat:review_item", args=lambda w: [w["feedback"].pk], expect=SUPERVISORS),
     Route("assets:list"),
     Route("assets:detail", args=lambda w: [w["asset"].asset_id]),
     Route("assets:live", args=lambda w: [w["asset"].asset_id]),
@@ -135,7 +140,7 @@ def test_every_route_is_in_the_matrix():
 
 def _world(django_user_model, settings, tmp_path):
     from apps.assets.models import Asset, DeviceType
-    from apps.chat.models import Conversation
+    from apps.chat.models import AnswerFeedback, Conversation, Message
     from apps.knowledge.models import Document
 
     users = {"anonymous": None, "outsider": django_user_model.objects.create_user("outsider-u", password="pw")}
@@ -150,11 +155,15 @@ def _world(django_user_model, settings, tmp_path):
     document = Document.objects.create(original_name="manual.txt", stored_path="manual.txt", extension="txt",
                                        size_bytes=47, content_hash="0" * 64, status=Document.Status.INDEXED)
     conversation = Conversation.objects.create(user=users["technician"], title="heater")
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, content="Why is the heater off?")
+    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="Check fuse F2.",
+                                    status=Message.Status.COMPLETED)
+    feedback = AnswerFeedback.objects.create(message=answer, user=users["technician"], rating=-1, comment="vague")
     other_asset = Asset.objects.create(asset_id="WXT536-09", name="Mast 9", device_type=asset.device_type)
     incident = incident_create(reporter=users["technician"], asset=asset, title="Heater dead", symptom="ice")
     other = incident_create(reporter=users["supervisor"], asset=other_asset, title="Wind noise", symptom="gusts")
     return {"users": users, "asset": asset, "document": document, "conversation": conversation,
-            "incident": incident, "other_incident": other}
+            "incident": incident, "other_incident": other, "answer": answer, "feedback": feedback}
 
 
 def _outcome(response) -> str:

@@ -63,6 +63,8 @@ class Citation(models.Model):
     score = models.FloatField()
     text = models.TextField()
     highlights = models.JSONField(default=list, blank=True)  # the lines that match the question
+    # How much thumbs-up feedback on similar questions raised this passage (docs/feedback.md).
+    boost = models.FloatField(default=0.0)
 
     class Meta:
         ordering = ["rank"]
@@ -77,6 +79,7 @@ class Citation(models.Model):
             "text": self.text,
             "highlights": self.highlights,
             "url": self.url,
+            "boost": round(self.boost, 4),
         }
 
     @property
@@ -111,6 +114,10 @@ class AnswerFeedback(models.Model):
     incident = models.ForeignKey(
         "incidents.Incident", null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
     )
+    # The question's embedding, kept so ranking by feedback never re-embeds past questions
+    # (apps/chat/feedback_ranking.py); ``embedding_model`` says which embedder made it.
+    question_embedding = models.JSONField(null=True, blank=True)
+    embedding_model = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-created", "-pk"]

@@ -1,8 +1,9 @@
 from apps.accounts.decorators import perm_required
+from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import render
 
-from apps.chat.models import Conversation
+from apps.chat.models import AnswerFeedback, Conversation
 
 
 @perm_required("chat.add_conversation")
@@ -10,7 +11,11 @@ def chat(request, pk=None):
     conversations = Conversation.objects.filter(user=request.user)[:50]
     current = None
     if pk is not None:
-        current = Conversation.objects.filter(pk=pk, user=request.user).prefetch_related("messages__citations").first()
+        current = (
+            Conversation.objects.filter(pk=pk, user=request.user)
+            .prefetch_related("messages__citations", _own_feedback(request.user))
+            .first()
+        )
         if current is None:
             raise Http404("no such conversation")
     from apps.assets.models import Asset
@@ -22,3 +27,8 @@ def chat(request, pk=None):
         "selected_asset": request.GET.get("asset", ""),
     }
     return render(request, "chat/chat.html", context)
+
+
+def _own_feedback(user) -> Prefetch:
+    """Each message's ``my_feedback``: the user's own vote on it ([] or [AnswerFeedback])."""
+    return Prefetch("messages__feedback", queryset=AnswerFeedback.objects.filter(user=user), to_attr="my_feedback")
