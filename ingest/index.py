@@ -23,7 +23,8 @@ class Passage:
     page: int
     chunk_index: int
     text: str
-    score: float
+    score: float  # cosine similarity to the query
+    boost: float = 0.0  # added for ranking by thumbs-up on similar questions (docs/feedback.md)
 
     def as_dict(self) -> dict:
         return {
@@ -33,6 +34,7 @@ class Passage:
             "chunk_index": self.chunk_index,
             "text": self.text,
             "score": round(self.score, 4),
+            "boost": round(self.boost, 4),
         }
 
 
@@ -53,6 +55,10 @@ class VectorIndex:
     @property
     def store(self):
         return self._store
+
+    @property
+    def embedder(self):
+        return self._embedder
 
     def refresh(self) -> None:
         """Re-open the store so writes made by another process (the worker) are seen."""
@@ -87,14 +93,18 @@ class VectorIndex:
     def delete_document(self, document_id: int) -> None:
         self._store.delete(ref_doc_id=str(document_id))
 
-    def search(self, query: str, top_k: int) -> list[Passage]:
+    def search(self, query: str, top_k: int, *, embedding: list[float] | None = None) -> list[Passage]:
+        """The ``top_k`` nearest chunks. ``embedding``: the query's vector when the caller already
+        made it with this index's embedder (it is then not embedded again)."""
         from llama_index.core import VectorStoreIndex
+        from llama_index.core.schema import QueryBundle
 
         from models.embedding import as_llama_index
 
         with self._lock:
             index = VectorStoreIndex.from_vector_store(self._store, embed_model=as_llama_index(self._embedder))
-            results = index.as_retriever(similarity_top_k=top_k).retrieve(query)
+            retriever = index.as_retriever(similarity_top_k=top_k)
+            results = retriever.retrieve(QueryBundle(query_str=query, embedding=embedding))
         passages = []
         for hit in results:
             meta = hit.node.metadata

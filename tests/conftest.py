@@ -43,6 +43,7 @@ def _isolated_data(settings, tmp_path):
     settings.MODEL_DIR = tmp_path / "models"
     # In-memory Chroma is shared by the whole process: one collection per test.
     settings.NANOSENTRI_CHROMA_COLLECTION = f"test-{uuid.uuid4().hex[:12]}"
+    settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION = f"test-incidents-{uuid.uuid4().hex[:12]}"
     yield
 
 
@@ -98,8 +99,10 @@ def real_stack(settings, tmp_path):
     yield settings
     from chromadb.api.shared_system_client import SharedSystemClient
 
+    from apps.incidents.similar import reset_incident_index
     from apps.knowledge.vector_index import reset_vector_index
 
     reset_vector_index()
+    reset_incident_index()
     SharedSystemClient.clear_system_cache()
     shutil.rmtree(tmp_path / "chroma", ignore_errors=True)

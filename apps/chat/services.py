@@ -115,12 +115,17 @@ def answer_stream(
         "retrieval_ms": round(retrieval_ms, 1),
     }
     timings = {"retrieval_ms": round(retrieval_ms, 1)}
+    # Past incidents of the chat's asset type first: what fixed this fault before.
+    similar, timings["similar_ms"] = _similar_incidents(question, asset=asset or (live and live.asset), live=live)
+    _similar_links_limit(similar, user=conversation.user)
+    Message.objects.filter(pk=answer.pk).update(similar_incidents=similar)
+    yield {"type": "similar_incidents", "message": answer.pk, "items": similar}
     if live is not None:
         snapshot = live.as_dict()
         Message.objects.filter(pk=answer.pk).update(live_context=snapshot)
         yield {"type": "live_context", "message": answer.pk, **snapshot}
 
-    if not passages and not findings:
+    if not passages and not findings and not similar:  # a past incident is evidence too
         yield {"type": "token", "message": answer.pk, "text": NOT_COVERED}
         yield _finish(answer, NOT_COVERED, Message.Status.NOT_COVERED, timings, received, 0)
         return
@@ -143,6 +148,7 @@ def answer_stream(
             prompt = build_prompt(
                 question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
                 live_block=live.prompt_block() if live else "",
+                incidents=similar[: settings.NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT],
             )
         except ModelUnavailable as exc:
             yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
@@ -181,6 +187,34 @@ def answer_stream(
     yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at)
 
 
+def _similar_incidents(question: str, *, asset, live) -> tuple[list[dict], float]:
+    """Similar past incidents (same device type first) and the milliseconds it took; [] on failure."""
+    from apps.incidents.similar import incidents_similar
+
+    started = time.perf_counter()
+    try:
+        items = incidents_similar(question, asset=asset, device_type=live.device_type if live else None)
+    except Exception:  # an unreadable incident index must not cost the technician the answer
+        log.exception("similar incidents failed for %r", question[:80])
+        items = []
+    return items, round((time.perf_counter() - started) * 1000, 1)
+
+
+def _similar_links_limit(items: list[dict], *, user) -> None:
+    """Keep the link only on incidents the asker may open; the title, cause and remedy stay.
+
+    A technician sees their own and their assets' incidents; a sibling asset's fix is still
+    worth knowing, but its page is not theirs to open.
+    """
+    from apps.incidents.selectors import incidents_visible_to
+
+    ids = [item["id"] for item in items]
+    visible = set(incidents_visible_to(user).filter(pk__in=ids).values_list("pk", flat=True)) if user else set()
+    for item in items:
+        if item["id"] not in visible:
+            item["url"] = None
+
+
 def _linked_manuals(live) -> set[int]:
     if live is None or not live.asset:
         return set()
@@ -204,6 +238,7 @@ def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
             score=p.score,
             text=p.text,
             highlights=key_lines(question, p.text),
+            boost=getattr(p, "boost", 0.0),
         )
         for i, p in enumerate(passages)
     ]

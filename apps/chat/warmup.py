@@ -18,6 +18,9 @@ def start_warmup() -> threading.Thread:
 
             get_embedder().embed(["warm up"])
             get_vector_index()
+            from apps.incidents.similar import get_incident_index
+
+            get_incident_index()
             model = get_language_model()
             state["models"] = "ready"
             log.info("models ready: %s", model.name)

@@ -194,6 +194,7 @@
         score.title = "Similarity score";
         head.appendChild(score);
       }
+      if (typeof item.boost === "number" && item.boost > 0) head.appendChild(boostBadge());
       li.appendChild(head);
 
       if (item.highlights && item.highlights.length) {
@@ -255,6 +256,53 @@
     section.hidden = false;
   }
 
+  /* Similar past incidents: resolved incidents like this question, shown before the model's
+   * first token. Incident text is user-written: textContent only. */
+  function renderSimilarIncidents(target, items) {
+    var old = target.el.querySelector(":scope > .similar-incidents");
+    if (old) old.remove();
+    if (!items || !items.length) return;
+    var section = el("section", "similar-incidents");
+    section.setAttribute("aria-label", "Similar past incidents");
+    section.appendChild(el("h3", "similar-incidents-title", "Similar past incidents"));
+    var list = el("ol", "similar-list");
+    items.forEach(function (item) {
+      var li = el("li", "similar-incident");
+      var head = el("div", "similar-head");
+      var label = "#" + item.id + " " + (item.title || "incident");
+      var link;
+      if (item.url && /^\/(?!\/)/.test(item.url)) { // our own /incidents/<id>/
+        link = el("a", "similar-link", label);
+        link.href = item.url;
+      } else {
+        link = el("span", "similar-link", label);
+      }
+      head.appendChild(link);
+      if (item.asset) head.appendChild(el("span", "similar-asset small", item.asset));
+      if (item.resolved) {
+        var date = el("time", "similar-date small", "resolved " + item.resolved);
+        date.setAttribute("datetime", String(item.resolved));
+        head.appendChild(date);
+      }
+      if (typeof item.score === "number") {
+        var score = el("span", "score", "score " + item.score.toFixed(2));
+        score.title = "Similarity score";
+        head.appendChild(score);
+      }
+      li.appendChild(head);
+      [["Cause", item.cause, "similar-cause"], ["Remedy", item.remedy, "similar-remedy"]].forEach(function (f) {
+        if (!f[1]) return;
+        var p = el("p", f[2]);
+        p.appendChild(el("span", "similar-label", f[0] + ":"));
+        p.appendChild(document.createTextNode(" " + f[1]));
+        li.appendChild(p);
+      });
+      list.appendChild(li);
+    });
+    section.appendChild(list);
+    target.citations.parentNode.insertBefore(section, target.citations.nextSibling);
+  }
+
   function formatTimings(t) {
     if (!t) return "";
     var parts = [];
@@ -301,6 +349,26 @@
       } catch (e) { /* file:// or similar: keep the URL */ }
     }
     if (isNew) addConversationLink(conversationId, live.question);
+    showIncidentLinks(conversationId, null, null);
+  }
+
+  /* "Open incident" links (incidents app): for the conversation, and under each stored answer.
+   * Only on the page when the user may open incidents (#incident-bar). */
+  function showIncidentLinks(conversation, message, article) {
+    var bar = document.getElementById("incident-bar");
+    var link = document.getElementById("open-incident");
+    if (!bar || !link) return;
+    var base = bar.getAttribute("data-new-url") || "/incidents/new/";
+    if (conversation !== null) {
+      link.href = base + "?conversation=" + encodeURIComponent(conversation);
+      bar.hidden = false;
+    }
+    var meta = article && message !== null && message !== undefined ? article.querySelector(".answer-meta") : null;
+    if (meta && !meta.querySelector(".open-incident")) {
+      var a = el("a", "open-incident small", "Open incident");
+      a.href = base + "?message=" + encodeURIComponent(message);
+      meta.appendChild(a);
+    }
   }
 
   function addConversationLink(id, title) {
@@ -357,6 +425,8 @@
     var text = formatTimings(frame.timings);
     target.timings.textContent = text;
     target.timings.hidden = !text;
+    addFeedbackControls(target.el, frame);
+    if (target.accepted) showIncidentLinks(conversationId, target.message, target.el);
     finishLive();
   }
 
@@ -405,6 +475,7 @@
           scrollToBottom();
         }
         break;
+      case "similar_incidents": if (live) renderSimilarIncidents(live, frame.items); break;
       case "live_context":
         if (live) {
           renderLiveContext(live, frame);
@@ -494,6 +565,107 @@
     item.classList.remove("flash-highlight");
     void item.offsetWidth; // restart the highlight animation
     item.classList.add("flash-highlight");
+  });
+
+  /* ------------------------------------------------------------------ feedback */
+  // Thumbs up / down and a comment on each finished answer (templates/chat/_feedback.html,
+  // POST /chat/messages/<id>/feedback/). Pressing the pressed thumb again takes the vote back.
+
+  var feedbackTemplate = document.getElementById("feedback-template");
+  var FEEDBACK_RATEABLE = { completed: true, not_covered: true, stopped: true };
+
+  function boostBadge() {
+    var badge = el("span", "boosted", "boosted by feedback");
+    badge.title = "Ranked higher because answers to similar questions that cited it got a thumbs-up";
+    return badge;
+  }
+
+  function addFeedbackControls(article, frame) {
+    if (!feedbackTemplate || !feedbackTemplate.content || !frame || !frame.message) return;
+    if (!FEEDBACK_RATEABLE[frame.status] || article.querySelector(".feedback")) return;
+    var box = feedbackTemplate.content.querySelector(".feedback").cloneNode(true);
+    var url = (feedbackTemplate.getAttribute("data-url") || "").replace(/\/0\/feedback\/$/, "/" + frame.message + "/feedback/");
+    box.setAttribute("data-feedback-url", url);
+    article.appendChild(box);
+  }
+
+  function feedbackStatus(box, text, isError) {
+    var status = box.querySelector(".feedback-status");
+    if (!status) return;
+    status.textContent = text || "";
+    status.classList.toggle("is-error", !!isError);
+  }
+
+  function feedbackApply(box, state) {
+    var rating = state.rating || "";
+    box.setAttribute("data-rating", rating);
+    var buttons = box.querySelectorAll(".feedback-btn");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].setAttribute("aria-pressed", buttons[i].getAttribute("data-rating") === rating ? "true" : "false");
+    }
+    var summary = box.querySelector(".feedback-comment summary");
+    if (summary) summary.textContent = rating && state.comment ? "Your comment" : "Add a comment";
+    // Taking a vote back leaves whatever is typed in the box, so nothing is lost.
+    feedbackStatus(box, rating === "up" ? "Thanks — marked helpful." : rating === "down"
+      ? "Thanks — a supervisor will look at it." : "Vote removed.");
+  }
+
+  function feedbackSend(box, rating) {
+    var url = box.getAttribute("data-feedback-url");
+    var textarea = box.querySelector("textarea");
+    if (!url || !window.fetch || box.getAttribute("aria-busy") === "true") return;
+    var csrf = feedbackTemplate ? feedbackTemplate.getAttribute("data-csrf") : "";
+    box.setAttribute("aria-busy", "true");
+    var controls = box.querySelectorAll("button");
+    for (var i = 0; i < controls.length; i++) controls[i].disabled = true;
+    function settle() {
+      box.removeAttribute("aria-busy");
+      for (var j = 0; j < controls.length; j++) controls[j].disabled = false;
+    }
+    fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf || "" },
+      body: JSON.stringify({ rating: rating, comment: textarea ? textarea.value : "" })
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        settle();
+        if (response.ok) { feedbackApply(box, data); return; }
+        var detail = data.error || (response.status === 403
+          ? "Not saved: not allowed, or the page is out of date (reload it)."
+          : "Not saved (error " + response.status + ").");
+        feedbackStatus(box, detail, true);
+      });
+    }).catch(function () {
+      settle();
+      feedbackStatus(box, "Not saved: the server cannot be reached. Try again.", true);
+    });
+  }
+
+  transcript.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".feedback-btn") : null;
+    if (!button) return;
+    var box = button.closest(".feedback");
+    var rating = button.getAttribute("data-rating");
+    var current = box.getAttribute("data-rating") || "";
+    if (rating === "down" && current !== "down") {
+      var details = box.querySelector(".feedback-comment");
+      if (details) details.open = true; // invite a word on what was wrong
+    }
+    feedbackSend(box, rating === current ? "none" : rating);
+  });
+
+  transcript.addEventListener("submit", function (event) {
+    var formEl = event.target.closest ? event.target.closest(".feedback-form") : null;
+    if (!formEl) return;
+    event.preventDefault();
+    var box = formEl.closest(".feedback");
+    var rating = box.getAttribute("data-rating");
+    if (!rating) {
+      feedbackStatus(box, "Choose Helpful or Not helpful first, then save the comment.", true);
+      return;
+    }
+    feedbackSend(box, rating);
   });
 
   /* ------------------------------------------------------------------ connection */
