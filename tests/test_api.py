@@ -19,7 +19,7 @@ from apps.knowledge.vector_index import get_vector_index
 from ingest.chunk import Chunk
 from models.embedding import get_embedder
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.database]
 
 INCIDENT_KEYS = {
     "id", "asset", "title", "failure_class", "symptom", "cause", "remedy", "root_cause", "summary", "priority",
