@@ -12,6 +12,7 @@ import csv
 import io
 import re
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -32,7 +33,7 @@ second.save()
 second.groups.add(Group.objects.get(name="technician"))
 call_command("import_assets", {{assets}})
 for asset in ("WXT536-01", "WXT536-02"):
-    payload_receive(f"ID:{{{{asset}}}} >>> HEAT_CURRENT: 0.00A | TEMP_AMB: -15.2C | STATUS: ICE_WARNING", source="e2e")
+    payload_receive(f"ID:{{asset}} >>> HEAT_CURRENT: 0.00A | TEMP_AMB: -15.2C | STATUS: ICE_WARNING", source="e2e")
 """
 
 ASSETS = """
@@ -86,12 +87,18 @@ def test_incident_from_chat_to_similar_incident_to_supervisor_desk(app_url, brow
     tech.goto(f"{app_url}/chat/?asset=WXT536-01")
     answer = _ask(tech, FIRST_QUESTION)
     expect(answer.locator(".live-context")).to_contain_text("HEAT_CURRENT")
+    # A thumbs-down on the answer: it reaches the supervisor's review queue and the dashboard.
+    answer.locator(".feedback-down").click()
+    expect(answer.locator(".feedback-down")).to_have_attribute("aria-pressed", "true")
     tech.click("#open-incident")
     tech.wait_for_url(re.compile(r"/incidents/new/\?conversation=\d+"))
     expect(tech.locator("#id_asset option:checked")).to_contain_text("WXT536-01")
     expect(tech.locator("#id_symptom")).to_have_value(re.compile("heater on WXT536-01 is not working"))
     expect(tech.locator("#id_title")).not_to_have_value("")
     tech.fill("#id_title", "WXT536-01 heater not working, icing")
+    went_down = datetime.now() - timedelta(hours=3)
+    tech.fill("#id_downtime_start", went_down.strftime("%Y-%m-%dT%H:%M"))
+    tech.select_option("#id_downtime_kind", "unplanned")
     tech.click("button[type=submit]:has-text('Open incident')")
     tech.wait_for_url(re.compile(r"/incidents/\d+/$"))
     incident_url = tech.url
@@ -136,9 +143,18 @@ def test_incident_from_chat_to_similar_incident_to_supervisor_desk(app_url, brow
     sup = browser.new_context(accept_downloads=True).new_page()
     login(sup, app_url, "supervisor")
     assert sup.url.endswith("/incidents/dashboard/")
-    charts = sup.locator("svg[role=img]")
-    assert charts.count() >= 4
-    expect(sup.locator("main")).to_contain_text("WXT536-01")  # MTTR per asset has the new incident
+    def chart(title):
+        return sup.locator("section.card", has=sup.locator(f"h2:text-is('{title}')"))
+
+    expect(chart("Incidents per week").locator("svg[role=img]")).to_be_visible()
+    expect(chart("Mean time to repair per asset").locator("svg[role=img]")).to_contain_text("WXT536-01")
+    expect(chart("Downtime per asset").locator("svg[role=img]")).to_contain_text("WXT536-01")
+    expect(chart("Top causes").locator("svg[role=img]")).to_contain_text("Blown heater fuse")
+    expect(chart("Answer feedback").locator("svg[role=img]")).to_be_visible()
+    expect(chart("Answer feedback")).to_contain_text("1")  # the thumbs-down above
+
+    sup.goto(f"{app_url}/chat/review/")
+    expect(sup.locator("main")).to_contain_text(FIRST_QUESTION)
 
     sup.goto(f"{app_url}/incidents/")
     asset_label = sup.locator("#id_asset option", has_text="WXT536-01").first.text_content()
