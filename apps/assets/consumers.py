@@ -13,21 +13,16 @@ browser was going from one page to the next is caught up on connect.
 """
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
 from apps.assets.models import Alert
 from apps.assets.notify import GROUP
-
-log = logging.getLogger(__name__)
+from apps.core.consumers import FollowingConsumer
 
 POLL_SECONDS = 1.0
 # Another process stamps ``created`` before it commits: look this far back behind the newest
@@ -54,32 +49,18 @@ def _created(alert: dict) -> datetime:
         return timezone.now()
 
 
-class AlertsConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self):
-        user = self.scope.get("user")
-        if not user or not user.is_authenticated or not await database_sync_to_async(user.has_perm)("assets.view_asset"):
-            await self.close(code=4403)
-            return
+class AlertsConsumer(FollowingConsumer):
+    group = GROUP
+    permission = "assets.view_asset"
+    poll_seconds = POLL_SECONDS
+
+    async def ready(self):
         self.sent: dict[int, datetime] = {}  # alert id -> created, to send each once
-        self.poller = None
         self.connected_at = timezone.now()  # the poll reports alerts created after this
-        await self.accept()
-        await self.channel_layer.group_add(GROUP, self.channel_name)
         last_id, missed = await self._catch_up(_after(self.scope))
         await self.send_json({"type": "ready", "last_alert": last_id})
         for alert in missed:
             await self._forward(alert)
-        if not settings.NANOSENTRI_SHARED_CHANNEL_LAYER:
-            # The listener cannot reach this process's in-memory layer: follow the database.
-            self.poller = asyncio.create_task(self._poll())
-
-    async def disconnect(self, code):
-        if getattr(self, "poller", None):
-            self.poller.cancel()
-        await self.channel_layer.group_discard(GROUP, self.channel_name)
-
-    async def receive_json(self, content, **kwargs):
-        pass  # pages only listen
 
     async def alert_opened(self, event):
         alert = event.get("alert")
@@ -97,17 +78,12 @@ class AlertsConsumer(AsyncJsonWebsocketConsumer):
         newest = max(self.sent.values(), default=None)
         return max(self.connected_at, newest - LOOKBACK) if newest else self.connected_at
 
-    async def _poll(self):
-        while True:
-            floor = self._poll_floor()
-            # Forget what the poll can no longer return; keeps the set small on a long-open page.
-            self.sent = {pk: created for pk, created in self.sent.items() if created >= floor - LOOKBACK}
-            try:
-                for alert in await self._created_after(floor, exclude=list(self.sent)):
-                    await self._forward(alert)
-            except Exception as exc:  # a database hiccup must not end the page's notifications
-                log.warning("alerts poll failed: %s", exc)
-            await asyncio.sleep(POLL_SECONDS)
+    async def poll_once(self):
+        floor = self._poll_floor()
+        # Forget what the poll can no longer return; keeps the set small on a long-open page.
+        self.sent = {pk: created for pk, created in self.sent.items() if created >= floor - LOOKBACK}
+        for alert in await self._created_after(floor, exclude=list(self.sent)):
+            await self._forward(alert)
 
     @database_sync_to_async
     def _created_after(self, floor: datetime, *, exclude: list[int]) -> list[dict]:
