@@ -133,7 +133,7 @@ class TestRefused:
         def refuse(*args, **kwargs):
             raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
 
-        monkeypatch.setattr("apps.assets.api.payload_store", refuse)
+        monkeypatch.setattr("apps.assets.services.payload_store", refuse)
         response = post(client, {"readings": {"STATUS": "OK"}})
         assert response.status_code == 400 and "could not be stored" in response.json()["error"]
 
@@ -141,7 +141,7 @@ class TestRefused:
         def down(*args, **kwargs):
             raise OperationalError("connection refused")
 
-        monkeypatch.setattr("apps.assets.api.payload_store", down)
+        monkeypatch.setattr("apps.assets.services.payload_store", down)
         response = post(client, {"readings": {"STATUS": "OK"}})
         assert response.status_code == 503 and response["Retry-After"] == "30"
 

@@ -110,11 +110,6 @@ def _wildcard_level(levels: list[str], pattern: list[str]) -> str | None:
     return None
 
 
-def nul_free(raw: bytes | str) -> bytes | str:
-    """``raw`` with NUL shown as ``\\x00``: PostgreSQL text columns cannot hold NUL."""
-    return raw.replace(b"\x00", b"\\x00") if isinstance(raw, bytes) else raw.replace("\x00", "\\x00")
-
-
 # --- bookkeeping ---------------------------------------------------------------------------
 
 @dataclass
@@ -155,33 +150,6 @@ class Backoff:
 
 class _Retry(Exception):
     """Storing failed in a way a later try may fix: leave the message un-acknowledged."""
-
-
-# --- after storing -------------------------------------------------------------------------
-
-def alerts_refresh_notify(asset) -> list:
-    """Open alerts for new high findings of ``asset`` and tell ``apps.assets.notify`` about them.
-
-    ``apps/assets/notify.py`` is optional (``alert_opened(alert) -> None``); a failing
-    notification is logged and never undoes the stored readings.
-    """
-    from apps.assets.services import alerts_refresh
-
-    opened = alerts_refresh(asset)
-    if not opened:
-        return opened
-    try:
-        from apps.assets import notify
-    except ImportError as exc:
-        if getattr(exc, "name", None) != "apps.assets.notify":
-            log.exception("apps.assets.notify failed to import; alerts are not sent")
-        return opened
-    for alert in opened:
-        try:
-            notify.alert_opened(alert)
-        except Exception:
-            log.exception("notifying alert %s (%s on %s) failed", alert.pk, alert.rule, asset.asset_id)
-    return opened
 
 
 # --- the listener --------------------------------------------------------------------------
@@ -440,6 +408,7 @@ class TelemetryListener:
             raise _Retry from exc
 
     def _reject_for_good(self, topic: str, payload: bytes, reason: str) -> bool:
+        from apps.assets.payloads import nul_free
         from apps.assets.services import payload_reject
 
         self.stats.rejected[reason.split(":")[0]] += 1
@@ -451,6 +420,8 @@ class TelemetryListener:
         return True
 
     def _alerts(self, asset) -> None:
+        from apps.assets.services import alerts_refresh_notify
+
         try:
             opened = alerts_refresh_notify(asset)
         except Exception:

@@ -187,3 +187,9 @@ def parse_timestamp(value) -> datetime | None:
     except ValueError:
         raise PayloadError(f"'ts' is not an ISO 8601 time: {value[:40]!r}") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def nul_free(raw: bytes | str) -> bytes | str:
+    """``raw`` with NUL shown as ``\\x00``: PostgreSQL text columns cannot hold NUL."""
+    return raw.replace(b"\x00", b"\\x00") if isinstance(raw, bytes) else raw.replace("\x00", "\\x00")
+

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -199,4 +200,33 @@ def asset_recognise(question: str) -> Asset | None:
         assets = list(device_type.assets.all()[:2])
         if len(assets) == 1:
             return assets[0]
+    return None
+
+
+# --- HTTP telemetry tokens --------------------------------------------------------------------
+
+
+@dataclass
+class TokenScope:
+    """Who a bearer token speaks for: one asset, or (gateway) any asset."""
+
+    asset: Asset | None = None
+    gateway: bool = False
+
+
+def token_scope(token: str) -> TokenScope | None:
+    """The scope of ``token``, or None. Every comparison is constant-time and all are made."""
+    supplied = token.encode()
+    gateway = settings.NANOSENTRI_TELEMETRY_GATEWAY_TOKEN
+    is_gateway = bool(gateway) and hmac.compare_digest(supplied, gateway.encode())
+    # Compare against every asset token rather than looking the token up: a lookup's timing
+    # depends on how much of the token matches an indexed value.
+    match = None
+    for pk, asset_token in Asset.objects.exclude(ingest_token="").values_list("pk", "ingest_token"):
+        if hmac.compare_digest(supplied, asset_token.encode()) and match is None:
+            match = pk
+    if is_gateway:
+        return TokenScope(gateway=True)
+    if match is not None:
+        return TokenScope(asset=Asset.objects.get(pk=match))
     return None

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from apps.assets.models import Asset, DeviceType, Reading, Sensor, SensorSpec, TelemetryRejection
-from apps.assets.payloads import Payload, PayloadError, parse_payload
+from apps.assets.payloads import Payload, PayloadError, nul_free, parse_payload
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +180,86 @@ def alerts_refresh(asset: Asset) -> list:
                 opened.append(Alert.objects.create(asset=asset, rule=finding.rule, sensor=finding.sensor,
                                                    severity=finding.severity, message=finding.message))
     return opened
+
+
+def alerts_refresh_notify(asset) -> list:
+    """Open alerts for new high findings of ``asset`` and tell ``apps.assets.notify`` about them.
+
+    ``apps/assets/notify.py`` is optional (``alert_opened(alert) -> None``); a failing
+    notification is logged and never undoes the stored readings.
+    """
+    opened = alerts_refresh(asset)
+    if not opened:
+        return opened
+    try:
+        from apps.assets import notify
+    except ImportError as exc:
+        if getattr(exc, "name", None) != "apps.assets.notify":
+            log.exception("apps.assets.notify failed to import; alerts are not sent")
+        return opened
+    for alert in opened:
+        try:
+            notify.alert_opened(alert)
+        except Exception:
+            log.exception("notifying alert %s (%s on %s) failed", alert.pk, alert.rule, asset.asset_id)
+    return opened
+
+
+# --- HTTP telemetry --------------------------------------------------------------------------
+
+
+class TelemetryRefused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def telemetry_http_receive(*, body: bytes, scope, asset_hint: str | None = None) -> dict:
+    """Parse and store one payload posted over HTTP for a token's ``scope`` (selectors.TokenScope).
+
+    Raises TelemetryRefused with the HTTP status and the reason.
+    """
+    raw = nul_free(body)  # what rejections keep: PostgreSQL cannot store NUL
+    try:
+        if b"\x00" in body:
+            raise PayloadError("contains NUL bytes")
+        payload = parse_payload(body)
+    except PayloadError as exc:
+        reason = f"malformed payload: {exc}"
+        payload_reject(source="http", reason=reason, raw=raw)
+        raise TelemetryRefused(400, reason) from None
+    if scope.asset is not None:
+        asset = scope.asset
+        named = payload.asset or asset_hint
+        # A device often names its type rather than its id (ID:WXT536): that is still this asset.
+        allowed = {asset.asset_id.upper()} | ({asset.device_type.key.upper()} if asset.device_type_id else set())
+        if named and named.upper() not in allowed:
+            reason = f"forbidden: this token may only send data for {asset.asset_id}, not {named}"
+            payload_reject(source="http", reason=reason, raw=raw)
+            raise TelemetryRefused(403, reason)
+        payload.asset = asset.asset_id  # the token decides the asset
+    elif not (payload.asset or asset_hint):
+        reason = "no asset: name it in the payload ('asset' or ID:...) or as ?asset=..."
+        payload_reject(source="http", reason=reason, raw=raw)
+        raise TelemetryRefused(400, reason)
+    elif payload.asset and asset_hint and Asset.objects.filter(asset_id=asset_hint, device_type__key=payload.asset).exists():
+        payload.asset = asset_hint  # ID:WXT536 posted ?asset=WXT536-02: the device named its type
+    try:
+        result = payload_store(payload, source="http", asset_hint=asset_hint, raw=raw)
+    except (OperationalError, InterfaceError):
+        log.exception("database unavailable for HTTP telemetry")
+        raise TelemetryRefused(503, "the database is unavailable; send again later") from None
+    except DatabaseError as exc:  # e.g. a value the database refuses: the payload's fault
+        reason = f"payload could not be stored: {exc.__class__.__name__}: {exc}"
+        payload_reject(source="http", reason=reason[:300], raw=raw)
+        raise TelemetryRefused(400, reason) from None
+    if result.error:
+        raise TelemetryRefused(404 if result.error.startswith("unknown asset") else 400, result.error)
+    opened = []
+    if result.stored:
+        try:
+            opened = alerts_refresh_notify(result.asset)
+        except Exception:  # the readings are stored; alerts follow with the next payload
+            log.exception("refreshing alerts of %s failed", result.asset.asset_id)
+    return {"asset": result.asset.asset_id, "stored": result.stored, "unknown_sensors": result.unknown_sensors,
+            "alerts_opened": len(opened)}
