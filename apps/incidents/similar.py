@@ -20,7 +20,8 @@ from django.conf import settings
 from django.urls import NoReverseMatch
 from django.utils import timezone
 
-from ingest.index import build_vector_store, cosine_from_chroma
+from apps.knowledge.vector_index import open_vector_store, store_settings_key
+from ingest.index import cosine_from_chroma
 from models.embedding import get_embedder
 
 log = logging.getLogger(__name__)
@@ -109,28 +110,11 @@ _lock = threading.Lock()
 
 
 def _settings_key() -> tuple:
-    return (
-        settings.NANOSENTRI_VECTOR_STORE,
-        str(settings.CHROMA_DIR),
-        settings.NANOSENTRI_CHROMA_HOST,
-        settings.NANOSENTRI_CHROMA_PORT,
-        settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION,
-    )
+    return store_settings_key(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION)
 
 
 def _open_store(fresh: bool = False):
-    if fresh and settings.NANOSENTRI_VECTOR_STORE == "chroma":
-        # Embedded Chroma keeps its HNSW index in memory per process (as for the manuals).
-        from chromadb.api.shared_system_client import SharedSystemClient
-
-        SharedSystemClient.clear_system_cache()
-    return build_vector_store(
-        settings.NANOSENTRI_VECTOR_STORE,
-        path=settings.CHROMA_DIR,
-        host=settings.NANOSENTRI_CHROMA_HOST,
-        port=settings.NANOSENTRI_CHROMA_PORT,
-        collection=settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION,
-    )
+    return open_vector_store(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION, fresh=fresh)
 
 
 def get_incident_index() -> IncidentIndex:

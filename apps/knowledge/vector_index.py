@@ -12,21 +12,25 @@ _indexes: dict[tuple, VectorIndex] = {}
 _lock = threading.Lock()
 
 
-def _settings_key() -> tuple:
+def store_settings_key(collection: str) -> tuple:
+    """What decides which store a collection lives in: a new store when any of it changes."""
     return (
         settings.NANOSENTRI_VECTOR_STORE,
         str(settings.CHROMA_DIR),
         settings.NANOSENTRI_CHROMA_HOST,
         settings.NANOSENTRI_CHROMA_PORT,
-        settings.NANOSENTRI_CHROMA_COLLECTION,
+        collection,
         settings.NANOSENTRI_EMBEDDING_BACKEND,
     )
 
 
-def _open_store(fresh: bool = False):
+def open_vector_store(collection: str, *, fresh: bool = False):
+    """The configured vector store (NANOSENTRI_VECTOR_STORE) for ``collection``.
+
+    ``fresh``: embedded Chroma keeps its HNSW index in memory per process; drop the cached
+    client so the new one reads what the worker process wrote since.
+    """
     if fresh and settings.NANOSENTRI_VECTOR_STORE == "chroma":
-        # Embedded Chroma keeps its HNSW index in memory per process: drop the cached client
-        # so the next one reads what the worker process wrote since.
         from chromadb.api.shared_system_client import SharedSystemClient
 
         SharedSystemClient.clear_system_cache()
@@ -35,8 +39,16 @@ def _open_store(fresh: bool = False):
         path=settings.CHROMA_DIR,
         host=settings.NANOSENTRI_CHROMA_HOST,
         port=settings.NANOSENTRI_CHROMA_PORT,
-        collection=settings.NANOSENTRI_CHROMA_COLLECTION,
+        collection=collection,
     )
+
+
+def _settings_key() -> tuple:
+    return store_settings_key(settings.NANOSENTRI_CHROMA_COLLECTION)
+
+
+def _open_store(fresh: bool = False):
+    return open_vector_store(settings.NANOSENTRI_CHROMA_COLLECTION, fresh=fresh)
 
 
 def get_vector_index() -> VectorIndex:
