@@ -48,7 +48,7 @@ class FollowingConsumer(AsyncJsonWebsocketConsumer):
         pass
 
     async def poll_once(self) -> None:
-        raise NotImplementedError
+        """Send what changed in the database since the last poll (subclasses)."""
 
     async def _poll(self):
         while True:
