@@ -1,9 +1,10 @@
-from apps.accounts.decorators import perm_required
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import render
 
+from apps.accounts.decorators import perm_required
 from apps.chat.models import AnswerFeedback, Conversation
+from apps.incidents.selectors import conversation_incidents
 
 
 @perm_required("chat.add_conversation")
@@ -25,6 +26,7 @@ def chat(request, pk=None):
         "current": current,
         "assets": Asset.objects.select_related("device_type").all()[:500],
         "selected_asset": request.GET.get("asset", ""),
+        "incidents": conversation_incidents(request.user, current),
     }
     return render(request, "chat/chat.html", context)
 

@@ -27,3 +27,15 @@ def incident_editable_by(user, incident: Incident) -> bool:
     if user.has_perm("incidents.view_all_incidents"):
         return True
     return incidents_visible_to(user).filter(pk=incident.pk).exists()
+
+
+def asset_incident_history(user, asset, *, limit: int = 10) -> list[Incident]:
+    """The asset's latest incidents that ``user`` may see (its page shows what broke before)."""
+    return list(incidents_visible_to(user).filter(asset=asset).order_by("-created", "-pk")[:limit])
+
+
+def conversation_incidents(user, conversation) -> list[Incident]:
+    """Incidents already opened from this chat, so a second click does not open a duplicate."""
+    if conversation is None:
+        return []
+    return list(incidents_visible_to(user).filter(conversations=conversation).order_by("created"))
