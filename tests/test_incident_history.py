@@ -54,3 +54,17 @@ def test_a_chat_shows_the_incidents_already_opened_from_it(client, technician, a
     assert f"Incident #{incident.pk}: Heater dead" in page
     fresh = Conversation.objects.create(user=technician, title="other")
     assert "Incident #" not in client.get(f"/chat/{fresh.pk}/").content.decode()
+
+
+def test_a_reloaded_chat_keeps_the_asset_it_was_about(client, technician, assets):
+    from apps.chat.models import Message
+
+    conversation = Conversation.objects.create(user=technician, title="heater")
+    Message.objects.create(conversation=conversation, role="assistant", content="...",
+                           live_context={"asset": "WXT536-01", "readings": {}, "findings": []})
+    client.force_login(technician)
+
+    page = client.get(f"/chat/{conversation.pk}/").content.decode()
+
+    assert '<option value="WXT536-01" selected>' in page
+    assert '<option value="WXT536-02" selected>' not in page

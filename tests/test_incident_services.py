@@ -7,7 +7,7 @@ from django.http import Http404
 
 from apps.chat.models import Conversation, Message
 from apps.incidents.models import Incident, IncidentEvent
-from apps.incidents.prefill import DRAFT_MARK, incident_prefill, incident_sources
+from apps.incidents.prefill import incident_prefill, incident_sources
 from apps.incidents.search import fts_match_expression
 from apps.incidents.services import (
     feedback_turn_into_incident,
@@ -209,7 +209,8 @@ def test_it_prefills_from_an_answer(technician):
     assert initial["failure_class"] == "WXT536"
     assert initial["priority"] == "high"  # the worst finding
     summary = initial["summary"]
-    assert summary.startswith(DRAFT_MARK)
+    assert summary.startswith(f"Question: {f.QUESTION}")
+    assert "Draft" not in summary  # the page marks it as a draft; the text does not carry it
     assert "WXT530_User_Guide.pdf, page 42" in summary and f.ANSWER in summary
     assert prefill["findings"] == f.LIVE["findings"]
     assert prefill["conversation"] == message.conversation

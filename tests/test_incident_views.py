@@ -305,7 +305,7 @@ def test_it_prefills_the_form_from_an_answer(tech_client, technician):
     assert form["title"].value() == f.QUESTION
     assert form["failure_class"].value() == "WXT536" and form["priority"].value() == "high"
     page = response.content.decode()
-    assert "Draft — written from the assistant&#x27;s answer, edit before saving." in page
+    assert "Draft — written from the assistant's answer. Edit it before saving" in page  # the note
     assert "WXT530_User_Guide.pdf — page 42" in page
 
 
@@ -470,3 +470,13 @@ def test_postgres_search_uses_the_gin_index(technician):
         plan = qs.explain()
 
     assert "incident_search_gin" in plan
+
+
+def test_an_empty_list_sorted_but_not_filtered_says_there_are_no_incidents_yet(client, supervisor):
+    client.force_login(supervisor)
+
+    page = client.get(LIST_URL + "?sort=-priority").content.decode()
+
+    assert "No incidents yet." in page
+    assert "No incident matches these filters" not in page
+    assert "No incident matches these filters" in client.get(LIST_URL + "?q=fuse").content.decode()

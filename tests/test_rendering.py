@@ -143,3 +143,12 @@ def test_code_is_shown_verbatim_without_citation_links():
     assert "<code>reg[1]</code>" in html
     assert "<pre><code>buf[2] = reg[1];\n</code></pre>" in html
     assert 'class="cite"' not in html
+
+
+def test_a_stored_answer_links_its_citations_by_message(db):
+    from apps.chat.models import Citation, Conversation, Message
+
+    answer = Message.objects.create(conversation=Conversation.objects.create(), role="assistant", content="See [1].")
+    Citation.objects.create(message=answer, rank=1, file_name="m.pdf", page=2, score=0.5, text="t")
+
+    assert f'<a class="cite" href="#cite-{answer.pk}-1">[1]</a>' in answer.answer_html

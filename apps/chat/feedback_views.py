@@ -130,7 +130,7 @@ def _item(feedback: AnswerFeedback) -> dict:
         "answer": answer,
         "question": question if question is not None else services.question_for(answer),
         # Several answers share the page: their [n] links point at their own citations.
-        "answer_html": answer.answer_html.replace('href="#cite-', f'href="#cite-{answer.pk}-'),
+        "answer_html": answer.answer_html,
         "citations": list(answer.citations.all()),
         "note_value": feedback.review_note,
         "note_error": "",

@@ -47,10 +47,10 @@ class Message(models.Model):
 
     @property
     def answer_html(self) -> str:
-        """The answer as sanitized HTML (markdown rendered on the server)."""
+        """The answer as sanitized HTML (markdown rendered on the server); its [n] link to #cite-<pk>-n."""
         from apps.chat.rendering import render_answer
 
-        return render_answer(self.content, len(self.citations.all()))
+        return render_answer(self.content, len(self.citations.all()), scope=self.pk)
 
 
 class Citation(models.Model):

@@ -12,15 +12,20 @@ _CITE = re.compile(r"(?<![\w\]])\[(\d{1,2})\]")
 _CODE = re.compile(r"(<pre>.*?</pre>|<code>.*?</code>)", re.S)
 
 
-def render_answer(text: str, citation_count: int = 0) -> str:
-    """Markdown → sanitized HTML; [n] markers that match a citation become links to it."""
+def render_answer(text: str, citation_count: int = 0, *, scope: int | None = None) -> str:
+    """Markdown → sanitized HTML; [n] markers that match a citation become links to it.
+
+    The answer being streamed links to ``#cite-n``; a stored answer on a page with others
+    (``scope`` = its message id) links to ``#cite-<scope>-n``, the ids its citations have there.
+    """
+    anchor = f"cite-{scope}-" if scope is not None else "cite-"
     html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])
     safe = nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href", "class"}}, url_schemes={"http", "https"}, link_rel="noopener noreferrer")
 
     def link(match: re.Match) -> str:
         n = int(match.group(1))
         if 1 <= n <= citation_count:
-            return f'<a class="cite" href="#cite-{n}">[{n}]</a>'
+            return f'<a class="cite" href="#{anchor}{n}">[{n}]</a>'
         return match.group(0)
 
     # Code is shown verbatim: no citation links inside it.

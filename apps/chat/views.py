@@ -25,7 +25,7 @@ def chat(request, pk=None):
         "conversations": conversations,
         "current": current,
         "assets": Asset.objects.select_related("device_type").all()[:500],
-        "selected_asset": request.GET.get("asset", ""),
+        "selected_asset": request.GET.get("asset") or _last_asset(current),
         "incidents": conversation_incidents(request.user, current),
     }
     return render(request, "chat/chat.html", context)
@@ -34,3 +34,13 @@ def chat(request, pk=None):
 def _own_feedback(user) -> Prefetch:
     """Each message's ``my_feedback``: the user's own vote on it ([] or [AnswerFeedback])."""
     return Prefetch("messages__feedback", queryset=AnswerFeedback.objects.filter(user=user), to_attr="my_feedback")
+
+
+def _last_asset(conversation) -> str:
+    """The asset the conversation was last about, so a reloaded chat keeps asking about it."""
+    if conversation is None:
+        return ""
+    for message in reversed(conversation.messages.all()):  # prefetched, oldest first
+        if message.live_context and message.live_context.get("asset"):
+            return message.live_context["asset"]
+    return ""

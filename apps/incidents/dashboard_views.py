@@ -63,8 +63,8 @@ class DashboardFilterForm(forms.Form):
 
 
 def _asset_label(row: dict) -> str:
-    name = row["name"]
-    return f"{row['asset']} ({name})" if name and name != row["asset"] else row["asset"]
+    # The asset id alone: it is what technicians call the asset, and the label column is narrow.
+    return row["asset"]
 
 
 def _more(rows: list, noun: str) -> str:

@@ -11,7 +11,6 @@ from django.http import Http404
 
 from apps.chat.models import AnswerFeedback, Conversation, Message
 
-DRAFT_MARK = "Draft — written from the assistant's answer, edit before saving."
 TITLE_CHARS = 120
 
 
@@ -96,7 +95,9 @@ def _finding_line(f: dict) -> str:
 
 
 def _draft_summary(*, question: str, findings: list[dict], citations, answer: str, feedback) -> str:
-    parts = [DRAFT_MARK, "", f"Question: {question}" if question else "Question: (none)"]
+    # No "draft" line in the text itself: the form and the incident page mark it as a draft
+    # (Incident.summary_is_draft) until a person edits it, and a saved line would outlive that.
+    parts = [f"Question: {question}" if question else "Question: (none)"]
     if findings:
         parts += ["", "Findings from the live readings:", *[_finding_line(f) for f in findings]]
     if citations:

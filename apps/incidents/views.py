@@ -114,6 +114,8 @@ def incident_list(request):
             "next": key if descending or not current else f"-{key}",
         })
     context = {
+        # Only a sort or a page number in the address is not a filter.
+        "filtering": any(value for key, value in request.GET.items() if key not in ("sort", "page")),
         "form": form,
         "page": page,
         "incidents": incidents,
@@ -314,8 +316,7 @@ def _transcripts(incident: Incident):
         for m in conversation.messages.all():
             html = ""
             if m.role == Message.Role.ASSISTANT and m.content:
-                # answer_html is sanitized; only its [n] anchors are made unique to this answer.
-                html = m.answer_html.replace('href="#cite-', f'href="#cite-{m.pk}-')
+                html = m.answer_html  # sanitized; its [n] link to this answer's #cite-<pk>-n
             items.append({"message": m, "html": html, "citations": list(m.citations.all())})
         result.append({"conversation": conversation, "items": items})
     return result
@@ -328,8 +329,8 @@ def incident_detail(request, pk):
     moves = []
     if editable:
         for status, label in (
-            (Incident.Status.IN_PROGRESS, "Start work"),
-            (Incident.Status.CLOSED, "Close"),
+            (Incident.Status.IN_PROGRESS, "Reopen and start work" if incident.is_done else "Start work"),
+            (Incident.Status.CLOSED, "Close incident"),
             (Incident.Status.OPEN, "Reopen"),
         ):
             # Closing is offered once resolved (it needs a cause and remedy); reopening once done.
