@@ -152,3 +152,9 @@ def test_a_stored_answer_links_its_citations_by_message(db):
     Citation.objects.create(message=answer, rank=1, file_name="m.pdf", page=2, score=0.5, text="t")
 
     assert f'<a class="cite" href="#cite-{answer.pk}-1">[1]</a>' in answer.answer_html
+
+
+def test_single_line_breaks_stay_line_breaks_as_they_streamed():
+    html = render_answer("Check the fuse.\nThen measure 24 V at the heater.")
+
+    assert "Check the fuse.<br" in html and "Then measure" in html

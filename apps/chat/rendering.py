@@ -19,7 +19,7 @@ def render_answer(text: str, citation_count: int = 0, *, scope: int | None = Non
     (``scope`` = its message id) links to ``#cite-<scope>-n``, the ids its citations have there.
     """
     anchor = f"cite-{scope}-" if scope is not None else "cite-"
-    html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])
+    html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists", "nl2br"])
     safe = nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href", "class"}}, url_schemes={"http", "https"}, link_rel="noopener noreferrer")
 
     def link(match: re.Match) -> str:
