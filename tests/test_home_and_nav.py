@@ -38,6 +38,19 @@ def test_the_navigation_offers_what_the_role_may_open(client, request, user_fixt
     nav = client.get("/assets/").content.decode().split('<ul class="nav-links">')[1].split("</ul>")[0]
 
     for label in shown:
-        assert f">{label}</a>" in nav
+        assert f">{label}</a>" in nav or f">{label} <span" in nav
     for label in hidden:
         assert f">{label}</a>" not in nav
+
+
+def test_review_shows_how_many_thumbs_down_await_review(client, supervisor, technician):
+    from apps.chat.models import AnswerFeedback, Conversation, Message
+
+    answer = Message.objects.create(conversation=Conversation.objects.create(user=technician), role="assistant",
+                                    content="...")
+    AnswerFeedback.objects.create(message=answer, user=technician, rating=-1)
+    client.force_login(supervisor)
+
+    nav = client.get("/assets/").content.decode().split('<ul class="nav-links">')[1].split("</ul>")[0]
+
+    assert '>Review <span class="nav-count" title="Thumbs-down answers awaiting review">1</span></a>' in nav
