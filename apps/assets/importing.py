@@ -298,24 +298,26 @@ def _check(plan: _Plan, name: str) -> None:
         if data.get("device_type") and data["device_type"] not in device_types:
             known = ", ".join(sorted(device_types)) or "none"
             errors.append(f"{where}: unknown device type {data['device_type']!r} (known: {known})")
-        manuals = data.get("manuals")
-        if manuals is not None:
-            if isinstance(manuals, str):
-                data["manuals"] = manuals = [manuals]
-            if not isinstance(manuals, list) or not all(isinstance(m, str) for m in manuals):
-                errors.append(f"{where}: manuals must be a list of file names")
-        technicians = data.get("technicians")
-        if technicians is not None:
-            if isinstance(technicians, str):
-                data["technicians"] = technicians = [technicians]
-            if not isinstance(technicians, list) or not all(isinstance(t, str) for t in technicians):
-                errors.append(f"{where}: technicians must be a list of usernames")
-            else:
-                missing = sorted(set(technicians) - usernames)
-                if missing:
-                    errors.append(f"{where}: unknown user(s) {', '.join(missing)} in technicians")
+        _check_names(data, "manuals", "file names", where, errors)
+        technicians = _check_names(data, "technicians", "usernames", where, errors)
+        missing = sorted(set(technicians or ()) - usernames)
+        if missing:
+            errors.append(f"{where}: unknown user(s) {', '.join(missing)} in technicians")
         for sensor in data.get("sensors", []) or []:
             _check_sensor(sensor, f"{name} line {sensor.line or record.line}", errors)
+
+
+def _check_names(data: dict, key: str, what: str, where: str, errors: list[str]) -> list[str] | None:
+    """``data[key]`` as a list of names (one name is a list of one); None if absent or not names."""
+    names = data.get(key)
+    if names is None:
+        return None
+    if isinstance(names, str):
+        data[key] = names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        errors.append(f"{where}: {key} must be a list of {what}")
+        return None
+    return names
 
 
 def _check_text(data: dict, keys: tuple[str, ...], where: str, errors: list[str]) -> None:

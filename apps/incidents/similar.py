@@ -20,7 +20,7 @@ from django.conf import settings
 from django.urls import NoReverseMatch
 from django.utils import timezone
 
-from apps.knowledge.vector_index import open_vector_store, store_settings_key
+from apps.knowledge.vector_index import PerSettings, open_vector_store, store_settings_key
 from ingest.index import cosine_from_chroma
 from models.embedding import get_embedder
 
@@ -105,8 +105,7 @@ class IncidentIndex:
         return hits
 
 
-_indexes: dict[tuple, IncidentIndex] = {}
-_lock = threading.Lock()
+_indexes = PerSettings()
 
 
 def _settings_key() -> tuple:
@@ -118,22 +117,17 @@ def _open_store(fresh: bool = False):
 
 
 def get_incident_index() -> IncidentIndex:
-    key = _settings_key()
-    index = _indexes.get(key)
-    if index is None:
-        with _lock:
-            index = _indexes.get(key)
-            if index is None:
-                generation = _written_key()
-                index = IncidentIndex(_open_store(), reopen=lambda: _open_store(fresh=True))
-                index.generation = generation
-                _indexes[key] = index
-    return index
+    def build():
+        generation = _written_key()  # before opening: a write in between is then seen as new
+        index = IncidentIndex(_open_store(), reopen=lambda: _open_store(fresh=True))
+        index.generation = generation
+        return index
+
+    return _indexes.get(_settings_key(), build)
 
 
 def reset_incident_index() -> None:
-    with _lock:
-        _indexes.clear()
+    _indexes.clear()
 
 
 # ------------------------------------------------------------------------------ freshness

@@ -8,8 +8,28 @@ from django.conf import settings
 from ingest.index import VectorIndex, build_vector_store
 from models.embedding import get_embedder
 
-_indexes: dict[tuple, VectorIndex] = {}
-_lock = threading.Lock()
+class PerSettings:
+    """One object per settings key, built at most once per process (first use, thread-safe)."""
+
+    def __init__(self):
+        self._items: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, build):
+        item = self._items.get(key)
+        if item is None:
+            with self._lock:
+                item = self._items.get(key)
+                if item is None:
+                    item = self._items[key] = build()
+        return item
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_indexes = PerSettings()
 
 
 def store_settings_key(collection: str) -> tuple:
@@ -52,16 +72,10 @@ def _open_store(fresh: bool = False):
 
 
 def get_vector_index() -> VectorIndex:
-    key = _settings_key()
-    index = _indexes.get(key)
-    if index is None:
-        with _lock:
-            index = _indexes.get(key)
-            if index is None:
-                index = _indexes[key] = VectorIndex(_open_store(), get_embedder(), reopen=lambda: _open_store(fresh=True))
-    return index
+    return _indexes.get(
+        _settings_key(), lambda: VectorIndex(_open_store(), get_embedder(), reopen=lambda: _open_store(fresh=True))
+    )
 
 
 def reset_vector_index() -> None:
-    with _lock:
-        _indexes.clear()
+    _indexes.clear()
