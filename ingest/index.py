@@ -1,19 +1,33 @@
-"""The vector store component: Chroma (embedded or HTTP) or llama-index's in-memory store.
+"""The search index component: one collection of entries, searched by vector and by BM25.
 
-Every write and query goes through llama-index (TextNode, VectorStoreIndex retriever) with our
-own embedder, so no llama-index default (OpenAI) model is ever touched.
+The same class holds the manual chunks and the past incidents. Vectors live in the vector store
+(Chroma embedded or over HTTP, or llama-index's in-memory Chroma), written and queried through
+llama-index with our own embedder, so no llama-index default (OpenAI) model is ever touched.
+
+The lexical index lives in the same records: the writer stores each entry's analyzed terms in
+its metadata (``lexical_terms``), so adding, re-indexing and deleting keep vectors and terms in
+step by construction, whatever the store. A reader builds BM25 statistics from those terms in
+memory, and rebuilds them when the writers' generation counter moves (``Generation``): the
+worker is the only writer, and every process that reads sees its writes.
 """
 from __future__ import annotations
 
 import logging
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from ingest.chunk import Chunk
+from ingest.lexical import BM25, analyze
 
 log = logging.getLogger(__name__)
+
+TERMS_KEY = "lexical_terms"
+_READ_BATCH = 2000
 
 
 @dataclass
@@ -23,8 +37,12 @@ class Passage:
     page: int
     chunk_index: int
     text: str
-    score: float  # cosine similarity to the query
+    score: float  # cosine similarity of the chunk (with its title and heading) to the query
     boost: float = 0.0  # added for ranking by thumbs-up on similar questions (docs/feedback.md)
+    title: str = ""
+    heading: str = ""
+    lexical: float = 0.0  # BM25 score of the chunk for the query (0: no shared term)
+    rank_score: float = 0.0  # the fused score the passages are ordered by
 
     def as_dict(self) -> dict:
         return {
@@ -38,19 +56,101 @@ class Passage:
         }
 
 
+@dataclass
+class Entry:
+    """One thing to index: what is shown (``text``), what is embedded, and its metadata."""
+
+    node_id: str
+    text: str
+    metadata: dict
+    embed_text: str = ""  # defaults to text
+    group: str = ""  # entries deleted together (a document's chunks)
+    lexical_text: str = ""  # defaults to embed_text
+
+    def __post_init__(self):
+        self.embed_text = self.embed_text or self.text
+        self.lexical_text = self.lexical_text or self.embed_text
+
+
+@dataclass
+class Hit:
+    node_id: str
+    metadata: dict
+    text: str
+    score: float  # cosine similarity
+    lexical: float = 0.0
+
+
+class Generation(Protocol):
+    """A counter shared by every process, moved by each write (see apps.knowledge.generation)."""
+
+    def read(self) -> object: ...
+
+    def bump(self) -> object: ...
+
+
+class LocalGeneration:
+    """A counter for a single process (scripts, benchmarks without Django)."""
+
+    def __init__(self):
+        self.value = 0
+
+    def read(self) -> int:
+        return self.value
+
+    def bump(self) -> int:
+        self.value += 1
+        return self.value
+
+
+@dataclass
+class _Lexical:
+    ids: list[str]
+    metadatas: list[dict]
+    bm25: BM25
+    position: dict[str, int] = field(default_factory=dict)
+
+
 def node_id(document_id: int, chunk_index: int) -> str:
     return f"doc{document_id}-chunk{chunk_index}"
 
 
-class VectorIndex:
-    """Add, delete and search the chunks of documents, keyed by document id."""
+def chunk_entries(*, document_id: int, file_name: str, chunks: list[Chunk], title: str = "") -> list[Entry]:
+    """A document's chunks as entries: embedded and indexed with the title and section heading."""
+    title = title or Path(file_name).stem.replace("_", " ")
+    entries = []
+    for chunk in chunks:
+        context = " — ".join(filter(None, [title, chunk.heading]))
+        entries.append(
+            Entry(
+                node_id=node_id(document_id, chunk.index),
+                text=chunk.text,
+                embed_text=f"{context}\n{chunk.text}",
+                group=str(document_id),
+                metadata={
+                    "document_id": str(document_id),
+                    "file_name": file_name,
+                    "page": chunk.page,
+                    "chunk_index": chunk.index,
+                    "title": title,
+                    "heading": chunk.heading,
+                },
+            )
+        )
+    return entries
 
-    def __init__(self, vector_store, embedder, *, reopen=None):
+
+class SearchIndex:
+    """Add, delete and search entries of one collection, by vector and by BM25."""
+
+    def __init__(self, vector_store, embedder, *, reopen=None, generation: Generation | None = None):
         self._store = vector_store
         self._embedder = embedder
         self._reopen = reopen
-        self._lock = threading.Lock()
-        self.generation = None  # set by the caller to notice writes made elsewhere
+        self._generation = generation or LocalGeneration()
+        self._lock = threading.RLock()
+        self._seen = self._generation.read()
+        self._lexical: _Lexical | None = None
 
     @property
     def store(self):
@@ -60,68 +160,193 @@ class VectorIndex:
     def embedder(self):
         return self._embedder
 
-    def refresh(self) -> None:
-        """Re-open the store so writes made by another process (the worker) are seen."""
-        if self._reopen is not None:
-            with self._lock:  # never while a search is using the old client
-                self._store = self._reopen()
+    # ---------------------------------------------------------------- freshness
 
-    def add(self, *, document_id: int, file_name: str, chunks: list[Chunk], embeddings: list[list[float]]) -> None:
+    def fresh(self) -> "SearchIndex":
+        """Re-open the store and forget the BM25 statistics if another process wrote since."""
+        current = self._generation.read()
+        if current != self._seen:
+            self.refresh(current)
+        return self
+
+    def refresh(self, seen=None) -> None:
+        with self._lock:  # never while a search is using the old client
+            if self._reopen is not None:
+                self._store = self._reopen()
+            self._lexical = None
+            self._seen = self._generation.read() if seen is None else seen
+
+    def _written(self) -> None:
+        with self._lock:
+            self._lexical = None
+            self._seen = self._generation.bump()
+
+    # ---------------------------------------------------------------- writes
+
+    def add_entries(self, entries: list[Entry], embeddings: list[list[float]]) -> None:
         from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
         nodes = []
-        for chunk, embedding in zip(chunks, embeddings, strict=True):
+        for entry, embedding in zip(entries, embeddings, strict=True):
+            metadata = {**entry.metadata, TERMS_KEY: " ".join(analyze(entry.lexical_text))}
+            relationships = {}
+            if entry.group:
+                relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=entry.group)
             nodes.append(
                 TextNode(
-                    id_=node_id(document_id, chunk.index),
-                    text=chunk.text,
+                    id_=entry.node_id,
+                    text=entry.text,
                     embedding=embedding,
-                    metadata={
-                        "document_id": str(document_id),
-                        "file_name": file_name,
-                        "page": chunk.page,
-                        "chunk_index": chunk.index,
-                    },
-                    excluded_embed_metadata_keys=["document_id", "file_name", "page", "chunk_index"],
-                    excluded_llm_metadata_keys=["document_id", "chunk_index"],
-                    relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=str(document_id))},
+                    metadata=metadata,
+                    excluded_embed_metadata_keys=list(metadata),
+                    excluded_llm_metadata_keys=list(metadata),
+                    relationships=relationships,
                 )
             )
-        if nodes:
+        if not nodes:
+            return
+        with self._lock:
+            self._store.delete_nodes(node_ids=[n.node_id for n in nodes])
             self._store.add(nodes)
+        self._written()
+
+    def add(self, *, document_id: int, file_name: str, chunks: list[Chunk], embeddings: list[list[float]],
+            title: str = "") -> None:
+        """Index a document's chunks with vectors already made (``embeddings``, one per chunk)."""
+        self.add_entries(chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=title),
+                         embeddings)
+
+    def delete_group(self, group: str) -> None:
+        with self._lock:
+            self._store.delete(ref_doc_id=group)
+        self._written()
 
     def delete_document(self, document_id: int) -> None:
-        self._store.delete(ref_doc_id=str(document_id))
+        self.delete_group(str(document_id))
 
-    def search(self, query: str, top_k: int, *, embedding: list[float] | None = None) -> list[Passage]:
-        """The ``top_k`` nearest chunks. ``embedding``: the query's vector when the caller already
-        made it with this index's embedder (it is then not embedded again)."""
-        from llama_index.core import VectorStoreIndex
-        from llama_index.core.schema import QueryBundle
-
-        from models.embedding import as_llama_index
-
+    def delete_ids(self, ids: list[str]) -> None:
         with self._lock:
-            index = VectorStoreIndex.from_vector_store(self._store, embed_model=as_llama_index(self._embedder))
-            retriever = index.as_retriever(similarity_top_k=top_k)
-            results = retriever.retrieve(QueryBundle(query_str=query, embedding=embedding))
-        passages = []
-        for hit in results:
-            meta = hit.node.metadata
-            try:
-                passages.append(
-                    Passage(
-                        document_id=int(meta["document_id"]),
-                        file_name=str(meta.get("file_name", "")),
-                        page=int(meta.get("page", 0)),
-                        chunk_index=int(meta.get("chunk_index", 0)),
-                        text=hit.node.get_content(),
-                        score=cosine_from_chroma(hit.score),
-                    )
-                )
-            except (KeyError, ValueError):
-                log.warning("skipping a stored chunk without document metadata: %s", hit.node.node_id)
-        return passages
+            self._store.delete_nodes(node_ids=ids)
+        self._written()
+
+    def clear(self) -> None:
+        with self._lock:
+            ids = self._store.client.get(include=[])["ids"]
+            if ids:
+                self._store.delete_nodes(node_ids=ids)
+        self._written()
+
+    def count(self) -> int:
+        return self._store.client.count()
+
+    # ---------------------------------------------------------------- reads
+
+    def vector_search(self, embedding: list[float], *, top_k: int, where: dict | None = None) -> list[Hit]:
+        """The ``top_k`` nearest entries; ``where``: {metadata key: value or list of values}."""
+        from llama_index.core.vector_stores.types import (
+            FilterOperator,
+            MetadataFilter,
+            MetadataFilters,
+            VectorStoreQuery,
+        )
+
+        filters = None
+        if where:
+            filters = MetadataFilters(
+                filters=[
+                    MetadataFilter(key=k, value=v, operator=FilterOperator.IN if isinstance(v, list) else FilterOperator.EQ)
+                    for k, v in where.items()
+                ]
+            )
+        query = VectorStoreQuery(query_embedding=embedding, similarity_top_k=top_k, filters=filters)
+        with self._lock:
+            if self._store.client.count() == 0:
+                return []
+            result = self._store.query(query)
+        hits = []
+        for node, score in zip(result.nodes or [], result.similarities or [], strict=False):
+            metadata = dict(node.metadata)
+            metadata.pop(TERMS_KEY, None)
+            hits.append(Hit(node.node_id, metadata, node.get_content(), cosine_from_chroma(score)))
+        return hits
+
+    def lexical_search(self, terms: list[str], *, top_k: int, where: dict | None = None) -> list[Hit]:
+        """The ``top_k`` best BM25 matches for ``terms`` (``where`` as in ``vector_search``)."""
+        lexical = self._lexical_index()
+        allowed = _matcher(where)
+        hits = []
+        for hit in lexical.bm25.top(terms, top_k * (8 if where else 1)):
+            metadata = lexical.metadatas[hit.position]
+            if allowed(metadata):
+                hits.append(Hit(lexical.ids[hit.position], metadata, "", 0.0, hit.score))
+            if len(hits) >= top_k:
+                break
+        return hits
+
+    def lexical_stats(self) -> BM25:
+        return self._lexical_index().bm25
+
+    def fetch(self, ids: list[str], query_vector: list[float] | None = None) -> dict[str, Hit]:
+        """Entries by id, with their text and, given ``query_vector``, their cosine to it."""
+        if not ids:
+            return {}
+        include = ["documents", "metadatas"] + (["embeddings"] if query_vector is not None else [])
+        with self._lock:
+            got = self._store.client.get(ids=list(ids), include=include)
+        query = np.asarray(query_vector, dtype=np.float32) if query_vector is not None else None
+        found = {}
+        embeddings = got.get("embeddings") if query is not None else None
+        for i, entry_id in enumerate(got["ids"]):
+            metadata = dict(got["metadatas"][i] or {})
+            metadata.pop(TERMS_KEY, None)
+            score = 0.0
+            if embeddings is not None:
+                vector = np.asarray(embeddings[i], dtype=np.float32)
+                norm = float(np.linalg.norm(vector) * np.linalg.norm(query)) or 1.0
+                score = float(vector @ query) / norm
+            found[entry_id] = Hit(entry_id, _public(metadata), got["documents"][i] or "", score)
+        return found
+
+    def _lexical_index(self) -> _Lexical:
+        lexical = self._lexical
+        if lexical is not None:
+            return lexical
+        with self._lock:
+            if self._lexical is None:
+                self._lexical = self._load_lexical()
+            return self._lexical
+
+    def _load_lexical(self) -> _Lexical:
+        """Read every entry's stored terms (in batches) and build the BM25 statistics."""
+        collection = self._store.client
+        ids, metadatas, documents = [], [], []
+        offset = 0
+        while True:
+            got = collection.get(include=["metadatas"], limit=_READ_BATCH, offset=offset)
+            if not got["ids"]:
+                break
+            for entry_id, metadata in zip(got["ids"], got["metadatas"], strict=True):
+                metadata = dict(metadata or {})
+                terms = str(metadata.pop(TERMS_KEY, "")).split()
+                ids.append(entry_id)
+                metadatas.append(_public(metadata))
+                documents.append(terms)
+            offset += len(got["ids"])
+            if len(got["ids"]) < _READ_BATCH:
+                break
+        return _Lexical(ids=ids, metadatas=metadatas, bm25=BM25(documents))
+
+
+def _public(metadata: dict) -> dict:
+    """Our metadata without llama-index's bookkeeping keys."""
+    return {k: v for k, v in metadata.items() if not k.startswith("_") and k not in ("doc_id", "ref_doc_id")}
+
+
+def _matcher(where: dict | None):
+    if not where:
+        return lambda metadata: True
+    wanted = {k: {str(x) for x in v} if isinstance(v, list) else {str(v)} for k, v in where.items()}
+    return lambda metadata: all(str(metadata.get(k)) in values for k, values in wanted.items())
 
 
 def cosine_from_chroma(score: float | None) -> float:

@@ -38,6 +38,7 @@ class ParsedDocument:
     pages: list[Page]
     page_count: int
     empty_pages: list[int] = field(default_factory=list)  # pages with (almost) no text layer
+    title: str = ""  # what the document is, for retrieval (see ``document_title``)
 
     @property
     def text_pages(self) -> list[Page]:
@@ -53,9 +54,24 @@ def parse_file(path: Path, file_name: str | None = None) -> ParsedDocument:
         )
     if path.stat().st_size == 0:
         raise ParseError("empty file")
-    if suffix in PDF_EXTENSIONS:
-        return parse_pdf(path)
-    return parse_text(path)
+    parsed = parse_pdf(path) if suffix in PDF_EXTENSIONS else parse_text(path)
+    parsed.title = document_title(name, parsed.title)
+    return parsed
+
+
+def document_title(file_name: str, embedded_title: str = "") -> str:
+    """A readable title: the file name's words, plus the PDF's own title when it adds words.
+
+    Manuals are usually named after the device ("Olimex_ESP32-POE_User_Manual_rev2.6.pdf"); the
+    embedded title is often empty or a tool's placeholder, so it only ever adds to the name.
+    """
+    stem = Path(file_name).stem
+    title = " ".join(re.sub(r"[_]+|(?<=[a-z])-(?=[A-Z])", " ", stem).split())
+    embedded = " ".join((embedded_title or "").split())[:200]
+    known = {w.lower() for w in re.findall(r"\w+", title)}
+    if embedded and len(embedded) >= 4 and {w.lower() for w in re.findall(r"\w+", embedded)} - known:
+        title = f"{title} — {embedded}"
+    return title
 
 
 def parse_pdf(path: Path) -> ParsedDocument:
@@ -98,7 +114,14 @@ def parse_pdf(path: Path) -> ParsedDocument:
         pages.append(Page(number=index + 1, text=text))
     if len(empty) == page_count:
         raise ParseError("no text layer — OCR not supported (the PDF holds only images)")
-    return ParsedDocument(pages=pages, page_count=page_count, empty_pages=empty)
+    return ParsedDocument(pages=pages, page_count=page_count, empty_pages=empty, title=_pdf_title(reader))
+
+
+def _pdf_title(reader) -> str:
+    try:
+        return str((reader.metadata or {}).get("/Title") or "")
+    except Exception:  # a broken info dictionary is no reason to lose the manual
+        return ""
 
 
 def parse_text(path: Path) -> ParsedDocument:

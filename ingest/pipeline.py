@@ -12,8 +12,11 @@ from typing import Callable, Protocol
 
 from ingest.chunk import chunk_pages
 from ingest.embed import embed_in_batches
-from ingest.index import VectorIndex
+from ingest.index import SearchIndex, chunk_entries
 from ingest.parse import ParseError, parse_file
+
+
+CONTEXT_TOKENS = 40
 
 
 class Progress(Protocol):
@@ -25,6 +28,7 @@ class IngestResult:
     page_count: int
     chunk_count: int
     empty_pages: list[int]
+    title: str = ""
 
 
 def ingest_file(
@@ -32,7 +36,7 @@ def ingest_file(
     *,
     document_id: int,
     file_name: str,
-    index: VectorIndex,
+    index: SearchIndex,
     embedder,
     chunk_tokens: int,
     chunk_overlap: int,
@@ -44,8 +48,9 @@ def ingest_file(
     pages_total = parsed.page_count
     progress("parsing", pages_done=pages_total, pages_total=pages_total, chunks_done=0, chunks_total=0)
 
-    # The embedder reads at most max_tokens word pieces, [CLS] and [SEP] included.
-    chunk_tokens = min(chunk_tokens, embedder.max_tokens - 2)
+    # The embedder reads at most max_tokens word pieces, [CLS] and [SEP] included, and the title
+    # and heading put before each chunk take up to CONTEXT_TOKENS of them.
+    chunk_tokens = min(chunk_tokens, embedder.max_tokens - 2 - CONTEXT_TOKENS)
     chunks = chunk_pages(parsed.pages, tokenize=embedder.tokenize, chunk_tokens=chunk_tokens, overlap=chunk_overlap)
     if not chunks:
         raise ParseError("no text to index")
@@ -58,7 +63,9 @@ def ingest_file(
         pages_done = chunks[done - 1].page if done < total else pages_total
         progress("embedding", pages_done=pages_done, pages_total=pages_total, chunks_done=done, chunks_total=total)
 
-    vectors = embed_in_batches([c.text for c in chunks], embedder, batch_size=batch_size, on_batch=on_batch)
+    # What is embedded carries the manual's title and the section heading; what is shown stays the page's.
+    entries = chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=parsed.title)
+    vectors = embed_in_batches([e.embed_text for e in entries], embedder, batch_size=batch_size, on_batch=on_batch)
     index.delete_document(document_id)
-    index.add(document_id=document_id, file_name=file_name, chunks=chunks, embeddings=vectors)
-    return IngestResult(page_count=pages_total, chunk_count=total, empty_pages=parsed.empty_pages)
+    index.add_entries(entries, vectors)
+    return IngestResult(page_count=pages_total, chunk_count=total, empty_pages=parsed.empty_pages, title=parsed.title)

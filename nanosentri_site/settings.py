@@ -170,6 +170,9 @@ NANOSENTRI_LLM_CHAT_FORMAT = env("NANOSENTRI_LLM_CHAT_FORMAT", "")  # empty = te
 NANOSENTRI_LLM_CHAT_TEMPLATE = env("NANOSENTRI_LLM_CHAT_TEMPLATE", "")  # a Jinja2 template file
 NANOSENTRI_LLM_CONTEXT = envint("NANOSENTRI_LLM_CONTEXT", 4096)
 NANOSENTRI_LLM_MAX_TOKENS = envint("NANOSENTRI_LLM_MAX_TOKENS", 320)
+# The model's narrative after the extract (the manual's own lines). Off: the extract is the answer.
+# The default is chosen by measurement with the bundled model (docs/benchmarks.md).
+NANOSENTRI_LLM_NARRATIVE = envbool("NANOSENTRI_LLM_NARRATIVE", True)
 NANOSENTRI_LLM_TEMPERATURE = envfloat("NANOSENTRI_LLM_TEMPERATURE", 0.2)
 NANOSENTRI_LLM_THREADS = envint("NANOSENTRI_LLM_THREADS", os.cpu_count() or 2)
 NANOSENTRI_LLM_BATCH_THREADS = envint("NANOSENTRI_LLM_BATCH_THREADS", os.cpu_count() or 2)
@@ -211,6 +214,12 @@ NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS = envfloat("NANOSENTRI_RETRIEVAL_MI
 # Passages scoring this far below the best one are dropped: a small model answers better from
 # one clearly relevant page than from that page plus loosely related ones.
 NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF = envfloat("NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF", 0.12)
+# Hybrid retrieval (apps/knowledge/retrieval.py, figures in docs/benchmarks.md): this many
+# candidates from the vectors and from BM25 each, fused by reciprocal rank (1 / (K + rank)),
+# the BM25 ranking weighted by LEXICAL_WEIGHT.
+NANOSENTRI_RETRIEVAL_CANDIDATES = envint("NANOSENTRI_RETRIEVAL_CANDIDATES", 30)
+NANOSENTRI_RETRIEVAL_RRF_K = envint("NANOSENTRI_RETRIEVAL_RRF_K", 20)
+NANOSENTRI_RETRIEVAL_LEXICAL_WEIGHT = envfloat("NANOSENTRI_RETRIEVAL_LEXICAL_WEIGHT", 1.0)
 # Thumbs-up raise the passages they cited for similar questions (docs/feedback.md). MiniLM cosine
 # between questions: paraphrases 0.55–0.98 (median 0.86), different questions about the same
 # device up to 0.80 (median 0.47); the boost grows from 0 at the threshold to WEIGHT per vote at 1.

@@ -170,7 +170,7 @@ def findings_cite(asset: Asset | None, findings: list[Finding]) -> None:
         return
     from django.urls import reverse
 
-    from apps.knowledge.selectors import passages_search
+    from apps.knowledge.retrieval import passages_search
 
     for finding in findings:
         if not finding.manual_query:

@@ -39,15 +39,31 @@ def feedback_boost_enabled() -> bool:
     return bool(getattr(settings, "NANOSENTRI_FEEDBACK_BOOST", True))
 
 
+# A boost is in cosine points; retrieval orders by fused rank score (reciprocal rank fusion).
+# The full cap (0.08) is worth 0.02 of fused score: about as much as coming first rather than
+# tenth in one of the two rankings.
+FUSED_PER_COSINE = 0.25
+
+
+def feedback_rerank(passages: list[Passage], query_vector) -> list[Passage]:
+    """The answer pipeline's feedback step: ``passages`` with ``boost`` set, reordered by it."""
+    if not feedback_boost_enabled() or not passages or query_vector is None:
+        return passages
+    from models.embedding import get_embedder
+
+    return passages_rerank(passages, query_vector=query_vector, embedder_name=get_embedder().name)
+
+
 def passages_rerank(passages: list[Passage], *, query_vector, embedder_name: str) -> list[Passage]:
-    """``passages`` with ``boost`` set, best (score + boost) first; unchanged when nothing applies."""
+    """``passages`` with ``boost`` set, best (fused score + boost) first; unchanged when nothing applies."""
     if not passages or query_vector is None:
         return passages
     boosts = passage_boosts(passages, query_vector=query_vector, embedder_name=embedder_name)
     if not boosts:
         return passages
     boosted = [replace(p, boost=boosts.get((p.document_id, p.chunk_index), 0.0)) for p in passages]
-    boosted.sort(key=lambda p: p.score + p.boost, reverse=True)  # stable: ties keep the retrieval order
+    # Stable: ties keep the retrieval order.
+    boosted.sort(key=lambda p: p.rank_score + FUSED_PER_COSINE * p.boost, reverse=True)
     return boosted
 
 

@@ -9,32 +9,9 @@ from __future__ import annotations
 
 import re
 
-_WORD = re.compile(r"[a-z0-9]+")
+from apps.chat.extract import matches, terms
+
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[A-Z0-9\"'(])")
-_STOP = frozenset(
-    "a an and are as at be been but by can do does did for from has have how i if in is it its "
-    "me my no not of on or our should so than that the their then there these this to was were "
-    "what when where which who why will with you your".split()
-)
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def _terms(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
-
-
-def _matches(wanted: set[str], terms: set[str]) -> set[str]:
-    found = wanted & terms
-    for w in wanted - found:
-        if len(w) >= 4 and any(t.startswith(w) or (len(t) >= 4 and w.startswith(t)) for t in terms):
-            found.add(w)
-    return found
 
 
 def sentences(passage: str) -> list[str]:
@@ -44,11 +21,11 @@ def sentences(passage: str) -> list[str]:
 
 def key_lines(question: str, passage: str, *, limit: int = 3) -> list[str]:
     """The best run of up to ``limit`` consecutive sentences of ``passage``, or [] if none match."""
-    wanted = _terms(question)
+    wanted = terms(question)
     parts = sentences(passage)
     if not wanted or not parts:
         return []
-    hits = [_matches(wanted, _terms(s)) for s in parts]
+    hits = [matches(wanted, terms(s)) for s in parts]
     best, best_key = None, (0, 0)
     for start in range(len(parts)):
         window = hits[start : start + limit]

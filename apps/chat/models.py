@@ -39,6 +39,10 @@ class Message(models.Model):
     live_context = models.JSONField(null=True, blank=True)
     # The similar past incidents shown beside the answer: [{"id", "title", "cause", "remedy", "score", ...}].
     similar_incidents = models.JSONField(default=list, blank=True)
+    # The answer in the manual's words, shown before the model's text: [{"text", "n", "document", "page"}].
+    extract = models.JSONField(default=list, blank=True)
+    # What the model wrote that the evidence does not hold: [{"kind", "text", "start", "end"}].
+    ungrounded = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     completed = models.DateTimeField(null=True, blank=True)
 
@@ -50,7 +54,7 @@ class Message(models.Model):
         """The answer as sanitized HTML (markdown rendered on the server); its [n] link to #cite-<pk>-n."""
         from apps.chat.rendering import render_answer
 
-        return render_answer(self.content, len(self.citations.all()), scope=self.pk)
+        return render_answer(self.content, len(self.citations.all()), scope=self.pk, ungrounded=self.ungrounded)
 
 
 class Citation(models.Model):

@@ -82,6 +82,7 @@ def build_prompt(
     max_new_tokens: int,
     live_block: str = "",
     incidents: list[dict] | None = None,
+    history: list[ChatMessage] | None = None,
 ) -> Prompt:
     """The chat messages for ``question``, keeping as much evidence as the context window allows.
 
@@ -89,6 +90,8 @@ def build_prompt(
     When the prompt would not leave room for ``max_new_tokens``, the lowest-ranked passages go
     first (down to one), then the lowest-ranked incidents, then the last passage if other
     evidence (readings, an incident) remains; failing that the passage kept is shortened.
+    ``history`` (the previous turn of a follow-up question) goes between the rules and the
+    question, and is the first thing dropped when the window is short.
     """
     budget = model.context_window - max_new_tokens - 16
     system = ChatMessage("system", SYSTEM_RULES)
@@ -96,13 +99,20 @@ def build_prompt(
     kept_incidents = list(incidents or [])
     trimmed = 0
 
+    earlier = list(history or [])
+
     def render(ps: list[Passage]) -> list[ChatMessage]:
         blocks = [format_passage(i + 1, p) for i, p in enumerate(ps)]
         content = _user_content(question, blocks, live_block, format_incidents(kept_incidents))
-        return [system, ChatMessage("user", content)]
+        return [system, *earlier, ChatMessage("user", content)]
 
     messages = render(kept)
     tokens = model.count_chat_tokens(messages)
+    if tokens > budget and earlier:
+        earlier = []
+        trimmed += 1
+        messages = render(kept)
+        tokens = model.count_chat_tokens(messages)
     while tokens > budget and len(kept) > 1:
         kept.pop()
         trimmed += 1

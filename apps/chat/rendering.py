@@ -11,16 +11,34 @@ ALLOWED_TAGS = {
 _CITE = re.compile(r"(?<![\w\]])\[(\d{1,2})\]")
 _CODE = re.compile(r"(<pre>.*?</pre>|<code>.*?</code>)", re.S)
 
+# Where an ungrounded span opens and closes while the text goes through markdown and the sanitizer:
+# private-use characters, which both pass through untouched, become <mark> tags only at the end.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_SENTINEL = re.compile("([\ue000\ue001])")
+_MARK = '<mark class="ungrounded" title="not in the manuals">'
+_TAG = re.compile(r"(<[^>]*>)")  # nh3 escapes "<" and ">" in text and attribute values
+_BLANK_MARK = re.compile(re.escape(_MARK) + r"(\s*)</mark>")
 
-def render_answer(text: str, citation_count: int = 0, *, scope: int | None = None) -> str:
+
+def render_answer(
+    text: str, citation_count: int = 0, *, scope: int | None = None, ungrounded: list | None = None
+) -> str:
     """Markdown → sanitized HTML; [n] markers that match a citation become links to it.
 
     The answer being streamed links to ``#cite-n``; a stored answer on a page with others
     (``scope`` = its message id) links to ``#cite-<scope>-n``, the ids its citations have there.
+    ``ungrounded``: spans of ``text`` the evidence does not support (Claims, or dicts with "start"
+    and "end"), each shown as ``<mark class="ungrounded">``, in code blocks too.
     """
     anchor = f"cite-{scope}-" if scope is not None else "cite-"
+    spans = _spans(ungrounded or (), len(text))
+    if spans:
+        text = _with_sentinels(text, spans)
     html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists", "nl2br"])
-    safe = nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href", "class"}}, url_schemes={"http", "https"}, link_rel="noopener noreferrer")
+    safe = nh3.clean(
+        html, tags=ALLOWED_TAGS, attributes={"a": {"href", "class"}}, url_schemes={"http", "https"},
+        link_rel="noopener noreferrer", attribute_filter=_without_sentinels if spans else None,
+    )
 
     def link(match: re.Match) -> str:
         n = int(match.group(1))
@@ -30,4 +48,60 @@ def render_answer(text: str, citation_count: int = 0, *, scope: int | None = Non
 
     # Code is shown verbatim: no citation links inside it.
     parts = _CODE.split(safe)
-    return "".join(part if i % 2 else _CITE.sub(link, part) for i, part in enumerate(parts))
+    linked = "".join(part if i % 2 else _CITE.sub(link, part) for i, part in enumerate(parts))
+    return _marks(linked) if spans else linked
+
+
+def _spans(ungrounded, length: int) -> list[tuple[int, int]]:
+    """The (start, end) of each item, clipped to the text, sorted, overlapping ones merged."""
+    spans = []
+    for item in ungrounded:
+        start, end = (item["start"], item["end"]) if isinstance(item, dict) else (item.start, item.end)
+        start, end = max(0, int(start)), min(length, int(end))
+        if start < end:
+            spans.append((start, end))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _with_sentinels(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with a sentinel pair around each span; sentinels it had itself (a model or a document
+    could write them to forge marks) are dropped first, piece by piece so the offsets still hold."""
+    pieces, done = [], 0
+    for start, end in spans:
+        pieces += [_SENTINEL.sub("", text[done:start]), _OPEN, _SENTINEL.sub("", text[start:end]), _CLOSE]
+        done = end
+    pieces.append(_SENTINEL.sub("", text[done:]))
+    return "".join(pieces)
+
+
+def _without_sentinels(tag: str, attribute: str, value: str) -> str:
+    """nh3 attribute filter: a span inside a link's address is not marked, nor left in the URL."""
+    return _SENTINEL.sub("", value)
+
+
+def _marks(html: str) -> str:
+    """Sentinels to <mark> tags. A mark open at a tag is closed before it and reopened after, so marks
+    nest properly whatever markdown made of the text between a pair (a span can cross a link)."""
+    out: list[str] = []
+    is_open = False
+    for part in _TAG.split(html):
+        if part.startswith("<"):
+            out.append(f"</mark>{part}{_MARK}" if is_open else part)
+            continue
+        for piece in _SENTINEL.split(part):
+            if piece in (_OPEN, _CLOSE):
+                wanted = piece == _OPEN
+                if wanted != is_open:
+                    out.append(_MARK if wanted else "</mark>")
+                    is_open = wanted
+            else:
+                out.append(piece)
+    if is_open:
+        out.append("</mark>")
+    return _BLANK_MARK.sub(r"\1", "".join(out))

@@ -15,11 +15,15 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from apps.chat.conversation import follow_up_query, previous_turn
+from apps.chat.extract import answer_extract
+from apps.chat.feedback_ranking import feedback_rerank
+from apps.chat.grounding import ungrounded_claims
 from apps.chat.highlight import key_lines
 from apps.chat.models import Citation, Conversation, Message
 from apps.chat.prompting import NOT_COVERED, build_prompt
 from apps.chat.rendering import render_answer
-from apps.knowledge.selectors import passages_search
+from apps.knowledge.retrieval import passages_retrieve
 from models.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -87,6 +91,7 @@ def answer_stream(
     received = time.perf_counter()
     question = question_clean(question)
     live = live_context_for(question=question, asset=asset, context_text=context_text)
+    previous = previous_turn(conversation)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
     answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING)
     if not conversation.title:
@@ -97,16 +102,20 @@ def answer_stream(
     # 1. Evidence first: passages and live findings reach the screen before the model is asked.
     findings = live.findings if live else []
     manuals = _linked_manuals(live)
-    query = question
+    # "And if that doesn't help?" is searched with the question it follows.
+    query, prefer = follow_up_query(question, previous)
     if manuals:
         # Within the asset's own manuals, what the findings point at ("heater supply") finds the page.
-        query = " ".join([question] + [f.manual_query for f in findings[:2] if f.manual_query])
+        query = " ".join([query] + [f.manual_query for f in findings[:2] if f.manual_query])
     min_score = None
     if findings and not manuals:
         # The findings are about one device; a page that only loosely matches, possibly from
         # another device's manual, would mislead more than it helps.
         min_score = max(settings.NANOSENTRI_RETRIEVAL_MIN_SCORE, settings.NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS)
-    passages, retrieval_ms = passages_search(query, document_ids=manuals or None, min_score=min_score)
+    found = passages_retrieve(
+        query, document_ids=manuals or None, min_score=min_score, prefer=prefer, rerank=[feedback_rerank]
+    )
+    passages, retrieval_ms = found.passages, found.ms
     citations = _citations_save(answer, passages, question)
     yield {
         "type": "citations",
@@ -115,6 +124,10 @@ def answer_stream(
         "retrieval_ms": round(retrieval_ms, 1),
     }
     timings = {"retrieval_ms": round(retrieval_ms, 1)}
+    # The answer in the manual's own words, before any token.
+    extract = answer_extract(question, passages)
+    Message.objects.filter(pk=answer.pk).update(extract=extract)
+    yield {"type": "extract", "message": answer.pk, "items": extract}
     # Past incidents of the chat's asset type first: what fixed this fault before.
     similar, timings["similar_ms"] = _similar_incidents(question, asset=asset or (live and live.asset), live=live)
     _similar_links_limit(similar, user=conversation.user)
@@ -129,6 +142,10 @@ def answer_stream(
         yield {"type": "token", "message": answer.pk, "text": NOT_COVERED}
         yield _finish(answer, NOT_COVERED, Message.Status.NOT_COVERED, timings, received, 0)
         return
+    if not settings.NANOSENTRI_LLM_NARRATIVE:  # extract only (docs/benchmarks.md says why)
+        yield _finish(answer, "", Message.Status.COMPLETED, timings, received, 0)
+        return
+    evidence = _evidence_texts(question, passages, live, similar)
 
     # 2. Wait for the model: one generation at a time per process.
     ticket = generation_queue.join()
@@ -149,6 +166,7 @@ def answer_stream(
                 question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
                 live_block=live.prompt_block() if live else "",
                 incidents=similar[: settings.NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT],
+                history=previous.as_messages() if previous else None,
             )
         except ModelUnavailable as exc:
             yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
@@ -173,18 +191,29 @@ def answer_stream(
                 yield {"type": "token", "message": answer.pk, "text": piece}
         except ModelUnavailable as exc:
             yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
-            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at, error=str(exc))
+            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at,
+                          error=str(exc), evidence=evidence)
             return
         except Exception as exc:
             log.exception("generation failed for message %s", answer.pk)
             yield {"type": "error", "message": answer.pk, "code": "generation_failed", "detail": f"{exc.__class__.__name__}: {exc}"}
-            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at, error=str(exc))
+            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at,
+                          error=str(exc), evidence=evidence)
             return
         if cancel.is_set():
             status = Message.Status.STOPPED
     finally:
         generation_queue.leave(ticket)
-    yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at)
+    yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at, evidence=evidence)
+
+
+def _evidence_texts(question: str, passages, live, similar: list[dict]) -> list[str]:
+    """Everything the model was given as fact: what its text is checked against."""
+    texts = [question] + [p.text for p in passages]
+    if live is not None:
+        texts.append(live.prompt_block())
+    texts += [" ".join(str(item.get(k, "")) for k in ("title", "cause", "remedy")) for item in similar]
+    return texts
 
 
 def _similar_incidents(question: str, *, asset, live) -> tuple[list[dict], float]:
@@ -245,7 +274,7 @@ def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
     return Citation.objects.bulk_create(citations)
 
 
-def _finish(answer, text, status, timings, received, token_count, first_token_at=None, error="") -> dict:
+def _finish(answer, text, status, timings, received, token_count, first_token_at=None, error="", evidence=None) -> dict:
     now = time.perf_counter()
     timings.setdefault("ttft_ms", None)
     timings["tokens"] = token_count
@@ -255,17 +284,27 @@ def _finish(answer, text, status, timings, received, token_count, first_token_at
         timings["tokens_per_s"] = None
     timings["total_ms"] = round((now - received) * 1000, 1)
     text = text.strip()
+    citations = [{"n": c.rank, "document": c.file_name, "page": c.page} for c in answer.citations.all()]
+    claims = ungrounded_claims(text, evidence=evidence or [], citations=citations) if text and evidence else []
+    ungrounded = [c.as_dict() for c in claims]
     Message.objects.filter(pk=answer.pk).update(
-        content=text, status=status, timings=timings, error=error, completed=timezone.now()
+        content=text, status=status, timings=timings, error=error, completed=timezone.now(), ungrounded=ungrounded
     )
     return {
         "type": "done",
         "message": answer.pk,
         "status": status,
         "answer": text,
-        "html": render_answer(text, answer.citations.count()),
+        "html": render_answer(text, len(citations), ungrounded=claims),
+        "ungrounded": ungrounded,
         "timings": timings,
     }
+
+
+def answer_text(extract: list[dict], narrative: str) -> str:
+    """What the technician reads: the manual's own lines first, each with its [n], then the model's."""
+    lines = [f"{item['text']} [{item['n']}]" for item in extract]
+    return "\n".join(lines + ([narrative] if narrative else [])).strip()
 
 
 def run_answer_in_thread(
@@ -305,7 +344,7 @@ def answer_result(
     docs/protocol.md). ``on_event`` sees every event as it happens (the ask command prints them).
     Raises InvalidQuestion / InvalidContext like ``answer_stream``.
     """
-    citations, pieces, done, errors, live, similar = [], [], None, [], {}, []
+    citations, pieces, done, errors, live, similar, extract = [], [], None, [], {}, [], []
     for event in answer_stream(question=question, conversation=conversation, asset=asset, context_text=context_text):
         if on_event is not None:
             on_event(event)
@@ -316,6 +355,8 @@ def answer_result(
             live = event
         elif kind == "similar_incidents":
             similar = event["items"]
+        elif kind == "extract":
+            extract = event["items"]
         elif kind == "token":
             pieces.append(event["text"])
         elif kind == "error":
@@ -323,8 +364,12 @@ def answer_result(
         elif kind == "done":
             done = event
     timings = done["timings"] if done else {}
+    narrative = done["answer"] if done else "".join(pieces).strip()
     result = {
-        "answer": done["answer"] if done else "".join(pieces).strip(),
+        "answer": answer_text(extract, narrative),
+        "extract": extract,
+        "narrative": narrative,
+        "ungrounded": done.get("ungrounded", []) if done else [],
         "citations": [
             {"document": c["document"], "page": c["page"], "score": c["score"], "text": c["text"]} for c in citations
         ],

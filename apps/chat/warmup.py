@@ -12,15 +12,13 @@ def start_warmup() -> threading.Thread:
     def work():
         state["models"] = "loading"
         try:
-            from apps.knowledge.vector_index import get_vector_index
+            from apps.knowledge.vector_index import get_vector_index, incident_index
             from models.embedding import get_embedder
             from models.llm import get_language_model
 
             get_embedder().embed(["warm up"])
-            get_vector_index()
-            from apps.incidents.similar import get_incident_index
-
-            get_incident_index()
+            get_vector_index().fresh().lexical_stats()
+            incident_index().fresh()
             model = get_language_model()
             state["models"] = "ready"
             log.info("models ready: %s", model.name)
@@ -35,17 +33,17 @@ def start_warmup() -> threading.Thread:
 
 
 def _follow_index(every: float = 1.0) -> None:
-    """Re-open the vector store as soon as the worker indexes a document, not at the next
-    question: the first question about a new manual then gets its citations at once."""
+    """Re-open the store and rebuild the BM25 statistics as soon as the worker indexes a document,
+    not at the next question: the first question about a new manual then gets its citations at once."""
     import time
 
     from django.db import close_old_connections
 
-    from apps.knowledge.selectors import vector_index_fresh
+    from apps.knowledge.vector_index import manual_index_fresh
 
     while True:
         try:
-            vector_index_fresh()
+            manual_index_fresh().lexical_stats()
         except Exception as exc:  # keep following; questions refresh on their own anyway
             log.debug("index refresh failed: %s", exc)
         finally:

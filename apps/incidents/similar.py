@@ -2,7 +2,7 @@
 
 Writes (``incident_index``, ``incidents_reindex``) run in the Celery worker or a management
 command; reads (``incidents_similar``) run in the web process and re-open the store when a
-writer has written since (see ``_written_key``).
+writer has written since (the search index's generation counter, shared with the manuals).
 
 Device type keys and asset ids are left out of the embedded text and of the query: MiniLM
 weighs a shared "WXT536" more than the fault itself, so "WXT536 heater dead" used to rank every
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from pathlib import Path
 
 from django.conf import settings
 from django.urls import NoReverseMatch
 from django.utils import timezone
 
-from apps.knowledge.vector_index import PerSettings, open_vector_store, store_settings_key
-from ingest.index import cosine_from_chroma
+from apps.knowledge.vector_index import incident_index as get_incident_index
 from models.embedding import get_embedder
 
 log = logging.getLogger(__name__)
@@ -36,142 +33,29 @@ def node_id(incident_id: int) -> str:
 
 
 # ------------------------------------------------------------------------------ the store
-
-
-class IncidentIndex:
-    """Upsert, delete and query incident vectors (one per incident) through llama-index."""
-
-    def __init__(self, vector_store, *, reopen=None):
-        self._store = vector_store
-        self._reopen = reopen
-        self._lock = threading.Lock()
-        self.generation = None  # the writers' mark this store has seen
-
-    @property
-    def store(self):
-        return self._store
-
-    def refresh(self) -> None:
-        if self._reopen is not None:
-            with self._lock:
-                self._store = self._reopen()
-
-    def upsert(self, *, incident_id: int, text: str, embedding: list[float], metadata: dict) -> None:
-        from llama_index.core.schema import TextNode
-
-        node = TextNode(
-            id_=node_id(incident_id),
-            text=text,
-            embedding=embedding,
-            metadata={"incident_id": str(incident_id), **metadata},
-            excluded_embed_metadata_keys=["incident_id", *metadata],
-            excluded_llm_metadata_keys=["incident_id", *metadata],
-        )
-        with self._lock:
-            self._store.delete_nodes(node_ids=[node.node_id])
-            self._store.add([node])
-
-    def delete(self, incident_id: int) -> None:
-        with self._lock:
-            self._store.delete_nodes(node_ids=[node_id(incident_id)])
-
-    def clear(self) -> None:
-        with self._lock:
-            ids = self._store.client.get(include=[])["ids"]
-            if ids:
-                self._store.delete_nodes(node_ids=ids)
-
-    def count(self) -> int:
-        return self._store.client.count()
-
-    def query(self, embedding: list[float], *, top_k: int, device_type: str | None = None) -> dict[int, float]:
-        """{incident id: cosine similarity} of the ``top_k`` nearest (of ``device_type`` only, if given)."""
-        from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters, VectorStoreQuery
-
-        filters = None
-        if device_type:
-            filters = MetadataFilters(filters=[MetadataFilter(key="device_type", value=device_type)])
-        query = VectorStoreQuery(query_embedding=embedding, similarity_top_k=top_k, filters=filters)
-        with self._lock:
-            if self._store.client.count() == 0:
-                return {}
-            result = self._store.query(query)
-        hits = {}
-        for node, score in zip(result.nodes or [], result.similarities or [], strict=False):
-            try:
-                hits[int(node.metadata["incident_id"])] = cosine_from_chroma(score)
-            except (KeyError, ValueError):
-                log.warning("skipping a stored incident vector without its id: %s", node.node_id)
-        return hits
-
-
-_indexes = PerSettings()
-
-
-def _settings_key() -> tuple:
-    return store_settings_key(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION)
-
-
-def _open_store(fresh: bool = False):
-    return open_vector_store(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION, fresh=fresh)
-
-
-def get_incident_index() -> IncidentIndex:
-    def build():
-        generation = _written_key()  # before opening: a write in between is then seen as new
-        index = IncidentIndex(_open_store(), reopen=lambda: _open_store(fresh=True))
-        index.generation = generation
-        return index
-
-    return _indexes.get(_settings_key(), build)
-
-
-def reset_incident_index() -> None:
-    _indexes.clear()
-
-
-# ------------------------------------------------------------------------------ freshness
 #
-# Only embedded Chroma needs this: its readers cache the index per process. A key computed from
-# the incidents table would change at commit, before the worker has embedded anything, and the
-# web process would re-open too early and then keep the stale copy. So the writer itself leaves
-# a mark next to the store once the vector is written; a reader re-opens when the mark moved
-# (one stat() per question).
+# The incidents live in their own collection of the shared search index component
+# (apps.knowledge.vector_index.incident_index): one entry per incident, written only by the
+# worker, re-opened by readers when the writers' generation counter moved.
 
 
-def _mark_path() -> Path:
-    return Path(settings.CHROMA_DIR) / f".{settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION}.written"
+def _entry(incident, ids: "_Identifiers"):
+    from ingest.index import Entry
+
+    return Entry(node_id=node_id(incident.pk), text=incident_text(incident, ids),
+                 metadata={"incident_id": str(incident.pk), **_metadata(incident, ids)})
 
 
-def _written_key():
-    if settings.NANOSENTRI_VECTOR_STORE != "chroma":
-        return None  # in memory: this process; chroma-http: the server is always current
-    try:
-        st = _mark_path().stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def _mark_written(index: IncidentIndex) -> None:
-    if settings.NANOSENTRI_VECTOR_STORE != "chroma":
-        return
-    path = _mark_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
-    tmp.write_text(str(timezone.now().timestamp()))
-    tmp.replace(path)  # a new inode: the key changes even within one mtime tick
-    index.generation = _written_key()  # this process's store already has the write
-
-
-def incident_index_fresh() -> IncidentIndex:
-    """The incident index, re-opened first if a writer (the worker) wrote since."""
-    index = get_incident_index()
-    key = _written_key()
-    if key != index.generation:
-        index.refresh()
-        index.generation = key
-    return index
+def _nearest(index, embedding: list[float], *, top_k: int, device_type: str | None = None) -> dict[int, float]:
+    """{incident id: cosine similarity} of the ``top_k`` nearest (of ``device_type`` only, if given)."""
+    where = {"device_type": device_type} if device_type else None
+    hits = {}
+    for hit in index.vector_search(embedding, top_k=top_k, where=where):
+        try:
+            hits[int(hit.metadata["incident_id"])] = hit.score
+        except (KeyError, ValueError):
+            log.warning("skipping a stored incident vector without its id: %s", hit.node_id)
+    return hits
 
 
 # ------------------------------------------------------------------------------ text
@@ -252,16 +136,11 @@ def incident_index(*, incident_id: int) -> bool:
     incident = Incident.objects.select_related("asset__device_type").filter(pk=incident_id).first()
     index = get_incident_index()
     if incident is None or not incident.is_done:
-        index.delete(incident_id)
-        indexed = False
-    else:
-        ids = _Identifiers()
-        text = incident_text(incident, ids)
-        embedding = get_embedder().embed([text])[0]
-        index.upsert(incident_id=incident.pk, text=text, embedding=embedding, metadata=_metadata(incident, ids))
-        indexed = True
-    _mark_written(index)
-    return indexed
+        index.delete_ids([node_id(incident_id)])
+        return False
+    entry = _entry(incident, _Identifiers())
+    index.add_entries([entry], get_embedder().embed([entry.embed_text]))
+    return True
 
 
 def incidents_reindex(*, batch_size: int | None = None) -> int:
@@ -276,12 +155,8 @@ def incidents_reindex(*, batch_size: int | None = None) -> int:
     done = Incident.objects.filter(status__in=[Incident.Status.RESOLVED, Incident.Status.CLOSED])
     incidents = list(done.select_related("asset__device_type").order_by("pk"))
     for start in range(0, len(incidents), batch_size):
-        batch = incidents[start:start + batch_size]
-        texts = [incident_text(i, ids) for i in batch]
-        embeddings = embedder.embed(texts, batch_size=batch_size)
-        for incident, text, embedding in zip(batch, texts, embeddings, strict=True):
-            index.upsert(incident_id=incident.pk, text=text, embedding=embedding, metadata=_metadata(incident, ids))
-    _mark_written(index)
+        entries = [_entry(incident, ids) for incident in incidents[start:start + batch_size]]
+        index.add_entries(entries, embedder.embed([e.embed_text for e in entries], batch_size=batch_size))
     return len(incidents)
 
 
@@ -341,13 +216,13 @@ def incidents_similar(
     query = ids.strip(question)
     if not query:
         return []
-    index = incident_index_fresh()
+    index = get_incident_index().fresh()
     embedding = get_embedder().embed([query])[0]
 
     def nearest() -> dict[int, float]:
-        hits = index.query(embedding, top_k=top_k * 4)
+        hits = _nearest(index, embedding, top_k=top_k * 4)
         if type_key:  # the same type's nearest, even when other types crowd the top
-            hits.update(index.query(embedding, top_k=top_k, device_type=type_key))
+            hits.update(_nearest(index, embedding, top_k=top_k, device_type=type_key))
         return hits
 
     try:

@@ -25,6 +25,9 @@ class Document(models.Model):
     chunks_done = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     empty_pages = models.JSONField(default=list, blank=True)
+    # What the manual is (file name words + the PDF's own title), set by the worker; used to
+    # tell which manual a question names (apps/knowledge/retrieval.py).
+    title = models.CharField(max_length=400, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="documents"
     )
@@ -72,3 +75,19 @@ class Document(models.Model):
             "percent": self.percent,
             "updated": self.updated.isoformat() if self.updated else None,
         }
+
+
+class IndexGeneration(models.Model):
+    """How many writes a search index (a vector store collection) has had.
+
+    The worker moves it after every write; a reading process (web, API) compares it with the
+    value it last saw and re-opens the store and its BM25 statistics when it moved. It lives in
+    the database every process shares, so it works for embedded Chroma and a Chroma server alike.
+    """
+
+    key = models.CharField(max_length=400, unique=True)
+    value = models.PositiveBigIntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.key}: {self.value}"

@@ -155,6 +155,7 @@ def document_delete(*, document: Document) -> None:
 
 
 def document_vectors_delete(*, document_id: int) -> None:
+    """Take a deleted document's chunks out of the index: its vectors and its BM25 terms together."""
     from apps.knowledge.vector_index import get_vector_index
 
     get_vector_index().delete_document(document_id)
@@ -237,6 +238,7 @@ def document_ingest(*, document_id: int) -> Document | None:
         chunks_done=result.chunk_count,
         chunks_total=result.chunk_count,
         empty_pages=result.empty_pages,
+        title=result.title[:400],
         indexed_at=timezone.now(),
         updated=timezone.now(),
     )

@@ -1,12 +1,18 @@
-"""The process-wide VectorIndex for the current settings (NANOSENTRI_VECTOR_STORE)."""
+"""The process-wide search indexes for the current settings: manuals and past incidents.
+
+Both are ``ingest.index.SearchIndex`` objects over a collection of the configured vector store
+(NANOSENTRI_VECTOR_STORE), with one freshness check: the writers' generation counter in the
+database (``apps.knowledge.generation``).
+"""
 from __future__ import annotations
 
 import threading
 
 from django.conf import settings
 
-from ingest.index import VectorIndex, build_vector_store
+from ingest.index import SearchIndex, build_vector_store
 from models.embedding import get_embedder
+
 
 class PerSettings:
     """One object per settings key, built at most once per process (first use, thread-safe)."""
@@ -63,19 +69,38 @@ def open_vector_store(collection: str, *, fresh: bool = False):
     )
 
 
-def _settings_key() -> tuple:
-    return store_settings_key(settings.NANOSENTRI_CHROMA_COLLECTION)
+def search_index(collection: str) -> SearchIndex:
+    """The index of ``collection`` for the current settings (built on first use)."""
+    from apps.knowledge.generation import DatabaseGeneration
+
+    key = store_settings_key(collection)
+
+    def build():
+        generation = DatabaseGeneration("|".join(str(part) for part in key))
+        return SearchIndex(
+            open_vector_store(collection),
+            get_embedder(),
+            reopen=lambda: open_vector_store(collection, fresh=True),
+            generation=generation,
+        )
+
+    return _indexes.get(key, build)
 
 
-def _open_store(fresh: bool = False):
-    return open_vector_store(settings.NANOSENTRI_CHROMA_COLLECTION, fresh=fresh)
+def get_vector_index() -> SearchIndex:
+    """The manuals' index (as written; readers use ``manual_index_fresh``)."""
+    return search_index(settings.NANOSENTRI_CHROMA_COLLECTION)
 
 
-def get_vector_index() -> VectorIndex:
-    return _indexes.get(
-        _settings_key(), lambda: VectorIndex(_open_store(), get_embedder(), reopen=lambda: _open_store(fresh=True))
-    )
+def manual_index_fresh() -> SearchIndex:
+    """The manuals' index, re-opened first if the worker (another process) wrote since."""
+    return get_vector_index().fresh()
 
 
 def reset_vector_index() -> None:
     _indexes.clear()
+
+
+def incident_index() -> SearchIndex:
+    """The past incidents' index (apps/incidents/similar.py)."""
+    return search_index(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION)

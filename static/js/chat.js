@@ -3,6 +3,9 @@
  * Safety rule: everything the server or the model sends is written with textContent /
  * text nodes. The one exception is the `html` of a `done` frame, which the server rendered
  * from markdown and sanitized; it is the only place innerHTML is used.
+ *
+ * An answer card reads top to bottom: the manual's own sentences (`extract`), live context,
+ * the cited passages, similar incidents, then the model's text under "Assistant's note".
  */
 (function () {
   "use strict";
@@ -39,7 +42,8 @@
   var MAX_DELAY = 20000;
   var reconnectTimer = null;
   var conversationId = parseConversation(main.getAttribute("data-conversation"));
-  var live = null; // the answer being streamed: {el, answer, citations, status, timings, message, gotToken}
+  var live = null; // the answer being streamed: {el, extract, answer, citations, status, timings, message, gotToken}
+  var NARRATIVE_TITLE = "Assistant's note — check against the manual";
 
   function parseConversation(value) {
     var n = parseInt(value, 10);
@@ -110,7 +114,7 @@
     var marked = transcript.querySelectorAll(".msg-assistant[data-live-ids]");
     for (var j = 0; j < marked.length; j++) {
       var key2 = marked[j].getAttribute("data-message");
-      var links = marked[j].querySelectorAll('.answer a[href^="#cite-"]');
+      var links = marked[j].querySelectorAll('.answer a[href^="#cite-"], .extract a[href^="#cite-"]');
       for (var k = 0; k < links.length; k++) {
         var n = links[k].getAttribute("href").slice("#cite-".length);
         if (/^\d+$/.test(n) && key2) links[k].setAttribute("href", "#cite-" + key2 + "-" + n);
@@ -136,7 +140,15 @@
     citations.appendChild(el("h3", "citations-title", "Evidence from the manuals"));
     citations.appendChild(el("p", "citations-loading muted", "Searching the manuals…"));
 
+    // The manual's own sentences come first; hidden until an `extract` frame has some.
+    var extract = el("section", "extract");
+    extract.setAttribute("aria-label", "From the manual");
+    extract.hidden = true;
+
+    var narrativeTitle = el("h3", "narrative-title", NARRATIVE_TITLE);
     var answer = el("div", "answer answer-text");
+    var legend = ungroundedLegend();
+    legend.hidden = true;
     var meta = el("footer", "answer-meta");
     var status = el("span", "answer-status");
     status.hidden = true;
@@ -149,13 +161,54 @@
     liveContext.setAttribute("aria-label", "Live context");
     liveContext.hidden = true;
 
+    article.appendChild(extract);
     article.appendChild(liveContext);
     article.appendChild(citations);
+    article.appendChild(narrativeTitle);
     article.appendChild(answer);
+    article.appendChild(legend);
     article.appendChild(meta);
     transcript.appendChild(article);
-    return { el: article, citations: citations, liveContext: liveContext, answer: answer, status: status, timings: timings,
-             message: null, gotToken: false, stopping: false, accepted: false };
+    return { el: article, extract: extract, citations: citations, liveContext: liveContext,
+             narrativeTitle: narrativeTitle, answer: answer, legend: legend, status: status, timings: timings,
+             message: null, gotToken: false, stopping: false, accepted: false, hasExtract: false };
+  }
+
+  // Same markup as templates/chat/_ungrounded_legend.html.
+  function ungroundedLegend() {
+    var p = el("p", "ungrounded-legend");
+    p.appendChild(el("span", "ungrounded-swatch", "Highlighted"));
+    p.appendChild(document.createTextNode(" items are not in the cited manuals."));
+    return p;
+  }
+
+  /* The answer in the manual's own words: verbatim sentences of the cited passages, each with
+   * its [n] (linked like the answer's) and where it is. Same markup as templates/chat/_extract.html. */
+  function renderExtract(target, items) {
+    var section = target.extract;
+    while (section.firstChild) section.removeChild(section.firstChild);
+    target.hasExtract = !!(items && items.length);
+    section.hidden = !target.hasExtract;
+    if (!target.hasExtract) return;
+    section.appendChild(el("h3", "extract-title", "From the manual"));
+    var list = el("ul", "extract-list");
+    items.forEach(function (item) {
+      var li = el("li", "extract-item");
+      li.appendChild(el("q", "extract-text", item.text || ""));
+      var n = parseInt(item.n, 10);
+      if (!isNaN(n)) {
+        var cite = el("a", "cite", "[" + n + "]");
+        cite.href = "#cite-" + n;
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(cite);
+      }
+      if (item.document) {
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(el("span", "extract-source", item.document + (item.page ? ", p. " + item.page : "")));
+      }
+      list.appendChild(li);
+    });
+    section.appendChild(list);
   }
 
   function renderCitations(target, items) {
@@ -417,10 +470,17 @@
     target.answer.classList.add("rendered");
     if (!target.answer.textContent.trim()) {
       target.answer.textContent = "";
-      target.answer.appendChild(el("p", "muted", frame.status === "stopped"
-        ? "Stopped before the model wrote anything."
-        : "No answer was written."));
+      if (target.hasExtract && (frame.status || "completed") === "completed") {
+        // The model's narrative is off: the extract is the whole answer, no empty "note".
+        target.narrativeTitle.hidden = true;
+        target.answer.hidden = true;
+      } else {
+        target.answer.appendChild(el("p", "muted", frame.status === "stopped"
+          ? "Stopped before the model wrote anything."
+          : "No answer was written."));
+      }
     }
+    target.legend.hidden = !target.answer.querySelector("mark.ungrounded");
     setAnswerStatus(target, frame.status || "completed");
     var text = formatTimings(frame.timings);
     target.timings.textContent = text;
@@ -475,6 +535,7 @@
           scrollToBottom();
         }
         break;
+      case "extract": if (live) renderExtract(live, frame.items); break;
       case "similar_incidents": if (live) renderSimilarIncidents(live, frame.items); break;
       case "live_context":
         if (live) {

@@ -33,6 +33,8 @@ class Command(BaseCommand):
                 self._print_citations(event["items"])
             elif kind == "similar_incidents":
                 self._print_similar(event["items"])
+            elif kind == "extract":
+                self._print_extract(event["items"])
             elif kind == "token":
                 self.stdout.write(event["text"], ending="")
                 self.stdout.flush()
@@ -67,7 +69,7 @@ class Command(BaseCommand):
         from models.errors import ModelUnavailable
         from models.llm import get_language_model
 
-        get_vector_index()
+        get_vector_index().fresh().lexical_stats()
         try:
             get_language_model()
         except ModelUnavailable:
@@ -86,6 +88,14 @@ class Command(BaseCommand):
             return
         for c in citations:
             self.stdout.write(f"[{c['n']}] {c['document']}, page {c['page']} (score {c['score']:.2f})")
+        self.stdout.write("")
+
+    def _print_extract(self, items):
+        if not items:
+            return
+        self.stdout.write("From the manuals:")
+        for item in items:
+            self.stdout.write(f"  {item['text']} [{item['n']}]")
         self.stdout.write("")
 
     def _print_similar(self, items):

@@ -1,0 +1,217 @@
+"""Find the page: hybrid retrieval over the manuals' index, with a "not covered" decision.
+
+The steps, each a small function:
+
+1. candidates from both halves of the index: the nearest chunk vectors (chunks are embedded
+   with their manual's title and section heading) and the best BM25 matches (codes, part and
+   pin names, units count);
+2. only chunks of documents indexed now (a half-finished or deleted manual is never cited);
+3. reciprocal rank fusion of the two rankings;
+4. a question that names a manual ("on the ESP32-EVB …") puts that manual's passages first;
+5. coverage: the question is answered only when one of the first passages is close enough in
+   meaning (NANOSENTRI_RETRIEVAL_MIN_SCORE); otherwise nothing is cited;
+6. optional re-ranking steps given by the caller (the answer pipeline's feedback boost).
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from django.conf import settings
+
+from apps.knowledge.models import Document
+from apps.knowledge.vector_index import manual_index_fresh
+from ingest.index import Hit, Passage
+from ingest.lexical import name_terms, query_terms
+
+# Words of a manual's title that say what kind of document it is, not which device it covers.
+GENERIC_TITLE_WORDS = frozenset(
+    """manual user guide quick start installation install instruction data datasheet sheet rev
+    revision version edition series document doc handbook reference operating operation owner
+    service maintenance troubleshooting trouble shooting specification spec technical product
+    english en""".split()
+)
+
+Rerank = Callable[[list[Passage], list[float]], list[Passage]]
+
+
+@dataclass
+class Retrieval:
+    passages: list[Passage]
+    covered: bool
+    ms: float
+    query_vector: list[float] | None = None
+    named_documents: set[int] = field(default_factory=set)
+    best_score: float = 0.0  # the best cosine among the first three candidates
+
+
+def passages_retrieve(
+    question: str,
+    *,
+    top_k: int | None = None,
+    document_ids: set[int] | None = None,
+    min_score: float | None = None,
+    prefer: set[int] | None = None,
+    rerank: list[Rerank] | None = None,
+) -> Retrieval:
+    """The passages that answer ``question`` (best first), or none when the manuals do not cover it.
+
+    ``document_ids``: search only these manuals (an asset's own). ``min_score``: the lowest
+    cosine a passage may have to count as covering the question (default
+    NANOSENTRI_RETRIEVAL_MIN_SCORE). ``prefer``: manuals to put first when the question names none
+    (a follow-up's previous answer). ``rerank``: steps applied, in order, to the covered passages.
+    """
+    started = time.perf_counter()
+    top_k = top_k or settings.NANOSENTRI_RETRIEVAL_TOP_K
+    min_score = settings.NANOSENTRI_RETRIEVAL_MIN_SCORE if min_score is None else min_score
+    index = manual_index_fresh()
+    terms = query_terms(question)
+    query_vector = index.embedder.embed([question])[0]
+    candidates = _candidates(index, query_vector, terms, document_ids)
+    candidates = _only_indexed(candidates)
+    named = _named_documents(terms) if not document_ids else set()
+    named = named or (prefer or set())
+    ranked = _fuse(candidates, named)
+    result = Retrieval([], False, 0.0, query_vector, named)
+    if ranked:
+        result.best_score = max(p.score for p in ranked[:3])
+        result.covered = result.best_score >= min_score
+    if result.covered:
+        passages = _relevant(ranked, min_score)
+        for step in rerank or []:
+            passages = step(passages, query_vector)
+        result.passages = passages[:top_k]
+    result.ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def passages_search(
+    question: str, *, top_k: int | None = None, min_score: float | None = None, document_ids: set[int] | None = None
+) -> tuple[list[Passage], float]:
+    """The passages for ``question`` and the milliseconds it took (no re-ranking steps)."""
+    found = passages_retrieve(question, top_k=top_k, min_score=min_score, document_ids=document_ids)
+    return found.passages, found.ms
+
+
+# ------------------------------------------------------------------------------ steps
+
+
+def _candidates(index, query_vector, terms: list[str], document_ids: set[int] | None) -> list[Passage]:
+    """Vector and BM25 candidates, each with its cosine, BM25 score and rank in both lists."""
+    n = settings.NANOSENTRI_RETRIEVAL_CANDIDATES
+    where = {"document_id": [str(d) for d in document_ids]} if document_ids else None
+    vector_hits = index.vector_search(query_vector, top_k=n, where=where)
+    lexical_hits = index.lexical_search(terms, top_k=n, where=where) if terms else []
+    found: dict[str, Hit] = {h.node_id: h for h in vector_hits}
+    missing = [h.node_id for h in lexical_hits if h.node_id not in found]
+    found.update(index.fetch(missing, query_vector))
+    for hit in lexical_hits:
+        if hit.node_id in found:
+            found[hit.node_id].lexical = hit.lexical
+    vector_rank = {h.node_id: r for r, h in enumerate(vector_hits, 1)}
+    lexical_rank = {h.node_id: r for r, h in enumerate(lexical_hits, 1)}
+    k = settings.NANOSENTRI_RETRIEVAL_RRF_K
+    weight = settings.NANOSENTRI_RETRIEVAL_LEXICAL_WEIGHT
+    passages = []
+    for node_id, hit in found.items():
+        passage = _passage(hit)
+        if passage is None:
+            continue
+        fused = 1.0 / (k + vector_rank[node_id]) if node_id in vector_rank else 0.0
+        if node_id in lexical_rank:
+            fused += weight / (k + lexical_rank[node_id])
+        passage.rank_score = fused
+        passages.append(passage)
+    return passages
+
+
+def _passage(hit: Hit) -> Passage | None:
+    meta = hit.metadata
+    try:
+        return Passage(
+            document_id=int(meta["document_id"]),
+            file_name=str(meta.get("file_name", "")),
+            page=int(meta.get("page", 0)),
+            chunk_index=int(meta.get("chunk_index", 0)),
+            text=hit.text,
+            score=hit.score,
+            title=str(meta.get("title", "")),
+            heading=str(meta.get("heading", "")),
+            lexical=hit.lexical,
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _only_indexed(passages: list[Passage]) -> list[Passage]:
+    ids = {p.document_id for p in passages}
+    indexed = set(
+        Document.objects.filter(pk__in=ids, status=Document.Status.INDEXED).values_list("pk", flat=True)
+    )
+    return [p for p in passages if p.document_id in indexed]
+
+
+def _fuse(passages: list[Passage], named: set[int]) -> list[Passage]:
+    """Best fused score first; the manuals the question names before all others."""
+    return sorted(passages, key=lambda p: (p.document_id not in named, -p.rank_score, -p.score))
+
+
+def _relevant(ranked: list[Passage], min_score: float) -> list[Passage]:
+    """The first passage, then those close enough on their own and not far below the best one."""
+    best = max(p.score for p in ranked[:3])
+    floor = max(min_score, best - settings.NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF)
+    return ranked[:1] + [p for p in ranked[1:] if p.score >= floor]
+
+
+# ------------------------------------------------------------------------------ named manuals
+
+_catalogue: dict[tuple, dict[int, set[str]]] = {}
+
+
+def _named_documents(terms: list[str]) -> set[int]:
+    """The indexed manuals whose distinctive title words the question contains."""
+    asked = set(terms)
+    return {doc for doc, words in _document_names().items() if words & asked}
+
+
+def _document_names() -> dict[int, set[str]]:
+    """{document id: the words of its title that tell it from the others}, cached per library state."""
+    from django.db.models import Count, Max
+
+    indexed = Document.objects.filter(status=Document.Status.INDEXED)
+    state = tuple(indexed.aggregate(n=Count("id"), last=Max("indexed_at")).values())
+    names = _catalogue.get(state)
+    if names is None:
+        titles = {pk: title or name for pk, title, name in indexed.values_list("pk", "title", "original_name")}
+        names = distinctive_title_words(titles)
+        _catalogue.clear()
+        _catalogue[state] = names
+    return names
+
+
+def distinctive_title_words(titles: dict[int, str]) -> dict[int, set[str]]:
+    """Words of each title that name a device or model and are shared by at most half the library.
+
+    "Olimex ESP32-POE User Manual rev2.6" → {olimex, esp32poe, esp32, poe}; "manual", "user" and
+    version numbers say nothing about which device a question is about.
+    """
+    words = {}
+    for pk, title in titles.items():
+        title = re.sub(r"\.[a-z0-9]{2,4}$", "", title.split(" — ")[0], flags=re.I)
+        words[pk] = {t for t in name_terms(title) if t not in GENERIC_TITLE_WORDS and not _is_version(t) and len(t) >= 3}
+    if len(words) < 2:
+        return words
+    limit = max(1, math.floor(len(words) / 2))
+    counts: dict[str, int] = {}
+    for found in words.values():
+        for term in found:
+            counts[term] = counts.get(term, 0) + 1
+    return {pk: {t for t in found if counts[t] <= limit} for pk, found in words.items()}
+
+
+def _is_version(term: str) -> bool:
+    """"v2.3", "rev1.0", "sw3.00", "3": a version, not a model number such as "5003" or "1210"."""
+    return bool(re.fullmatch(r"(?:v|rev|sw|r)?\d+(?:\.\d+)*[a-z]?", term)) and not re.fullmatch(r"\d{4,}", term)

@@ -1,0 +1,156 @@
+"""The lexical half of retrieval: an analyzer that keeps codes and part names, and BM25 over it.
+
+Vectors of a small embedder blur exactly what a technician types most precisely: "GPIO12",
+"ERROR HIGH TEMP", "DSIEC-ELB", "3.3V". The analyzer keeps such tokens whole *and* in their
+parts ("esp32-poe" → esp32poe, esp32, poe), splits letters from digits ("gpio12" → gpio, 12),
+lightly stems plain words and adds adjacent-word pairs, so a phrase ("high temp") outweighs
+its words scattered over a page.
+
+The terms of every chunk are computed once, by the writer (the worker), and stored beside the
+chunk's vector (see ``ingest.index``); a reader builds the BM25 statistics from them in memory.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+_TOKEN = re.compile(r"[a-z0-9µ]+(?:[._/\-][a-z0-9µ]+)*")
+_ALNUM_SPLIT = re.compile(r"[a-z]+|[0-9]+")
+_SEPARATORS = re.compile(r"[._/\-]")
+_DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
+
+STOPWORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been before being below
+    between both but by could did do does doing done down during each either else etc every few for
+    from further get gets got had has have having he her here hers him his how however i if in into is
+    it its itself just let like may me might more most much must my need needs no nor not now of off on
+    once one only or other our out over own please same shall she should so some such than that the their
+    them then there these they this those through to too under until up upon us use used using very via
+    was we were what when where whether which while who whom whose why will with within without would
+    yet you your yours""".split()
+)
+
+
+def normalize(text: str) -> str:
+    """NFKC, lower case, no degree signs: PDF text layers mix º, ° and ℃ ("55ºC" → "55c")."""
+    text = (text or "").replace("º", "°")  # NFKC would make the ordinal indicator an "o"
+    text = unicodedata.normalize("NFKC", text).lower()
+    return text.replace("°", "").replace("\u00b5", "µ").replace("μ", "µ")
+
+
+def _stem(word: str) -> str:
+    """A light stem for plain words: plurals and -ing/-ed, nothing that merges unrelated words."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word
+            return word[: -len(suffix)] + keep
+    return word
+
+
+def _token_terms(token: str, *, runs: bool = True) -> list[str]:
+    """The terms of one raw token: the whole (separators dropped), its parts, its letter/digit runs."""
+    whole = _DECIMAL_POINT.sub("\x00", token)
+    whole = _SEPARATORS.sub("", whole).replace("\x00", ".")  # "esp32-poe" → esp32poe, "3.3v" stays
+    terms = [_stem(whole) if whole.isalpha() else whole]
+    parts = [p for p in _SEPARATORS.split(token) if p]
+    if len(parts) > 1:
+        terms.extend(_stem(p) if p.isalpha() else p for p in parts)
+    for part in parts if runs else []:
+        pieces = _ALNUM_SPLIT.findall(part)
+        if 1 < len(pieces) <= 4:
+            terms.extend(pieces)
+    return terms
+
+
+def analyze(text: str) -> list[str]:
+    """Terms of ``text`` for BM25: content words, codes whole and split, and adjacent-word pairs."""
+    terms: list[str] = []
+    previous = None
+    for match in _TOKEN.finditer(normalize(text)):
+        token = match.group()
+        if token in STOPWORDS or (len(token) == 1 and token.isalpha()):
+            previous = None
+            continue
+        token_terms = _token_terms(token)
+        terms.extend(token_terms)
+        head = token_terms[0]
+        if previous is not None:
+            terms.append(f"{previous}_{head}")
+        previous = head
+    return terms
+
+
+def name_terms(text: str) -> set[str]:
+    """Terms of a name ("Olimex ESP32-POE"): tokens whole and split at separators, never "esp" of "esp32"."""
+    terms = set()
+    for match in _TOKEN.finditer(normalize(text)):
+        if match.group() not in STOPWORDS:
+            terms.update(_token_terms(match.group(), runs=False))
+    return terms
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct terms of a question, in order."""
+    return list(dict.fromkeys(analyze(text)))
+
+
+@dataclass
+class LexicalHit:
+    position: int  # index of the entry in the order the index was built
+    score: float
+
+
+class BM25:
+    """Okapi BM25 over term lists, with postings in numpy arrays (fast for a few terms)."""
+
+    def __init__(self, documents: list[list[str]], *, k1: float = 1.2, b: float = 0.75):
+        self.size = len(documents)
+        lengths = np.array([len(d) for d in documents], dtype=np.float32)
+        average = float(lengths.mean()) if self.size else 0.0
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for position, terms in enumerate(documents):
+            for term, count in Counter(terms).items():
+                entry = postings.setdefault(term, ([], []))
+                entry[0].append(position)
+                entry[1].append(count)
+        norm = k1 * (1 - b + b * lengths / average) if average else np.zeros(self.size, dtype=np.float32)
+        self._postings = {}
+        self._idf = {}
+        for term, (positions, counts) in postings.items():
+            where = np.asarray(positions, dtype=np.int64)
+            tf = np.asarray(counts, dtype=np.float32)
+            self._postings[term] = (where, tf * (k1 + 1) / (tf + norm[where]))
+            df = len(positions)
+            self._idf[term] = math.log(1 + (self.size - df + 0.5) / (df + 0.5))
+
+    def idf(self, term: str) -> float:
+        """How telling ``term`` is; a term found nowhere is as telling as the rarest one."""
+        return self._idf.get(term, math.log(1 + (self.size + 0.5) / 0.5))
+
+    def known(self, term: str) -> bool:
+        return term in self._postings
+
+    def scores(self, terms: list[str]) -> np.ndarray:
+        total = np.zeros(self.size, dtype=np.float32)
+        for term in dict.fromkeys(terms):
+            posting = self._postings.get(term)
+            if posting is not None:
+                total[posting[0]] += self._idf[term] * posting[1]
+        return total
+
+    def top(self, terms: list[str], k: int) -> list[LexicalHit]:
+        if not self.size:
+            return []
+        scores = self.scores(terms)
+        k = min(k, self.size)
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [LexicalHit(int(i), float(scores[i])) for i in best if scores[i] > 0]

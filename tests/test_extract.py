@@ -1,0 +1,264 @@
+"""The answer in the manual's own words (apps.chat.extract): which lines of the cited passages a
+technician reads before the model speaks.
+
+Synthetic passages pin each rule down; the real manuals (read with pypdf, as ingestion does) check
+that the rules hold on messy text: two-column leaflets, flattened tables, glyph-named digits.
+"""
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from apps.chat.extract import _with_context, answer_extract, idf_weights, read_question, split_units
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass
+class Passage:  # what apps.knowledge hands the chat: ingest.index.Passage has these and more
+    text: str
+    file_name: str = "manual.pdf"
+    page: int = 1
+
+
+def extract(question, *texts, **limits):
+    return answer_extract(question, [Passage(t, page=i + 1) for i, t in enumerate(texts)], **limits)
+
+
+def texts(items):
+    return [item["text"] for item in items]
+
+
+def squeezed(text: str) -> str:
+    return " ".join(text.split())
+
+
+HIGH_TEMP = "ERROR HIGH TEMP The temperature inside the module has reached 65º Celsius. Charging is stopped."
+RESUMES = "Once the temperature has dropped below 55ºC charging is started again."
+SMARTEVSE_ERRORS = """Error Messages
+If an error occurs, the SmartEVSE will stop charging, and display one of the
+following messages:
+ERROR NO SERIAL COM CHECK WIRING No signal from the Sensorbox or
+other SmartEVSE (when load balancing is used) has been received for 10
+seconds. Please check the wiring to the Sensorbox or other SmartEVSE.
+ERROR NO CURRENT There is not enough current available to start charging.
+The SmartEVSE will try again in 60 seconds.
+ERROR HIGH TEMP The temperature inside the module has reached 65º
+Celsius. Charging is stopped.
+Once the temperature has dropped below 55ºC charging is started again.
+RESIDUAL FAULT CURRENT DETECTED An optional DC Residual Current
+Monitor has detected a fault current, the Contactor is switched off."""
+
+
+# ------------------------------------------------------------------ units: entries, rows, sentences
+
+
+def test_an_error_entry_is_one_unit_with_its_label_and_line_breaks_do_not_cut_sentences():
+    units = [u.text for u in split_units(SMARTEVSE_ERRORS)]
+    assert HIGH_TEMP in units and RESUMES in units
+    assert "ERROR NO CURRENT There is not enough current available to start charging." in units
+
+
+def test_flattened_table_rows_are_units_of_their_own():
+    table = (
+        "Technical Index\nDC Power Supply Typ:5.0 Max: 5.5 Volt（V）\nActive Current ≤100 Milliampere（mA）\n"
+        "Standby Current ≤200 Microampere（μ A）\nWorking Temperature Range -10~+60 ℃"
+    )
+    units = [u.text for u in split_units(table)]
+    assert "Active Current ≤100 Milliampere（mA）" in units
+    assert "Standby Current ≤200 Microampere（μ A）" in units
+
+
+def test_a_value_on_its_own_line_stays_with_its_label():
+    label = "CIRCUIT Set the max current the EVSE circuit can handle (load balancing)"
+    assert split_units(f"{label}\n10-200A\nMAX Set MAX current")[0].text == f"{label} 10-200A"
+
+
+def test_figure_callouts_are_not_text():
+    callouts = "EXT header\nRelay\nterminals\nCAN\nterminal\nPower jack\nMount hole\nUser\nbutton"
+    assert split_units(callouts) == []
+
+
+# ------------------------------------------------------------------ scoring rules
+
+
+def test_rare_words_outweigh_common_ones():
+    manual = (
+        "Check the module fuse before you check the supply.\n"
+        "Check the module LED after power-up.\n"
+        "Check the module wiring once a year.\n"
+        "Relay K3 switches the heater; it clicks when the module starts.\n"
+    )
+    items = extract("How do I check the module relay K3?", manual)
+    assert texts(items)[0].startswith("Relay K3 switches the heater")
+    # The weights come from the passages themselves: "check" and "module" are everywhere.
+    units = split_units(manual)
+    weights = idf_weights(_with_context(units, read_question("check module relay k3")))
+    assert weights["relay"] > weights["module"] and weights["k3"] > weights["check"]
+
+
+def test_a_value_question_prefers_the_line_with_the_number_it_asks_for():
+    manual = (
+        "The supply voltage of the controller is printed on its label.\n"
+        "The supply current is at most 2 A.\n"
+        "Use a supply voltage of 24 V DC for the controller.\n"
+    )
+    assert texts(extract("What supply voltage does the controller need?", manual)) == [
+        "Use a supply voltage of 24 V DC for the controller."
+    ]
+    current = texts(extract("How much supply current does it draw?", manual))
+    assert current[0] == "The supply current is at most 2 A."
+
+
+def test_a_which_pin_question_prefers_the_line_naming_the_pin():
+    manual = (
+        "The user button can wake the board from deep sleep.\n"
+        "GPI34 is connected to the user button and has a 10K pullup.\n"
+    )
+    assert texts(extract("Which GPIO is the user button connected to?", manual))[0].startswith("GPI34")
+
+
+def test_a_how_do_i_question_gets_the_run_of_steps():
+    manual = (
+        "The fuse protects the heater supply.\n"
+        "Replacing the fuse\n"
+        "1. Switch the unit off and unplug it.\n"
+        "2. Open the rear cover with a T10 screwdriver.\n"
+        "3. Pull fuse F2 and insert a new 5 A fuse.\n"
+        "4. Close the cover and switch the unit on.\n"
+        "A blown fuse again means the heater is shorted.\n"
+    )
+    items = extract("How do I replace fuse F2?", manual)
+    assert [t[:2] for t in texts(items)] == ["1.", "2.", "3.", "4."]
+
+
+def test_a_what_does_it_mean_question_gets_the_defining_line_and_the_sentence_after_it():
+    items = extract("What does ERROR HIGH TEMP mean and when does charging resume?", SMARTEVSE_ERRORS)
+    assert texts(items) == [HIGH_TEMP, RESUMES]
+    assert [(i["n"], i["document"], i["page"]) for i in items] == [(1, "manual.pdf", 1)] * 2
+    assert texts(extract("What does ERROR NO CURRENT mean?", SMARTEVSE_ERRORS)) == [
+        "ERROR NO CURRENT There is not enough current available to start charging.",
+        "The SmartEVSE will try again in 60 seconds.",
+    ]
+
+
+def test_a_heading_that_matches_brings_the_lines_under_it():
+    manual = (
+        "Stringing or oozing\n"
+        "1.In the software, you can add retraction speed and distance.\n"
+        "2.Lower nozzle temperature (5-10 ℃).\n"
+        "Holes and Gaps in the Top Layers\n"
+        "1.Fill density is too low.\n"
+    )
+    assert texts(extract("How do I fix stringing or oozing?", manual)) == [
+        "1.In the software, you can add retraction speed and distance.",
+        "2.Lower nozzle temperature (5-10 ℃).",
+    ]
+
+
+# ------------------------------------------------------------------ passages, duplicates, limits
+
+
+def test_the_extract_comes_from_the_first_passage_and_others_only_for_a_second_fact():
+    first = "The charger output is 24 V.\nThe charger has a green status LED."
+    second = "The charger output is 24 V.\nThe charger fan runs when the output is above 40 ℃."
+    assert [i["n"] for i in extract("What is the charger output voltage?", first, second)] == [1]
+    items = extract("What is the charger output voltage and when does the fan run?", first, second)
+    assert [(i["n"], i["text"]) for i in items] == [
+        (2, "The charger fan runs when the output is above 40 ℃."),
+        (1, "The charger output is 24 V."),
+    ]
+
+
+def test_overlapping_chunks_do_not_repeat_a_line():
+    words = SMARTEVSE_ERRORS.split(" ")
+    head, tail = " ".join(words[: len(words) * 2 // 3]), " ".join(words[len(words) // 2 :])
+    items = extract("What does ERROR HIGH TEMP mean?", head, tail, SMARTEVSE_ERRORS)
+    keys = [re.sub(r"\W", "", t) for t in texts(items)]
+    assert not any(a != b and (a in b or b in a) for a in keys for b in keys)
+    assert len(keys) == len(set(keys))
+
+
+def test_items_and_characters_are_limited_and_a_long_line_is_cut_at_a_word():
+    manual = "\n".join(f"{i}. Tighten the belt screw number {i} by a quarter turn." for i in range(1, 9))
+    assert len(extract("How do I tighten the belt screws?", manual)) == 4
+    assert len(extract("How do I tighten the belt screws?", manual, max_items=2)) == 2
+    long_line = "The belt tension is right when " + "the belt gives under a finger " * 20 + "then stop."
+    items = extract("When is the belt tension right?", long_line, max_chars=120)
+    assert len(items) == 1 and len(items[0]["text"]) <= 120
+    assert items[0]["text"].endswith("…") and long_line.startswith(items[0]["text"][:-1].rstrip())
+    short = extract("What does ERROR mean?", SMARTEVSE_ERRORS, max_chars=200)
+    assert short and sum(len(t) for t in texts(short)) <= 200
+
+
+def test_nothing_shared_with_the_question_gives_nothing():
+    assert extract("sourdough recipe", SMARTEVSE_ERRORS) == []
+    assert extract("what is the and of it", SMARTEVSE_ERRORS) == []
+    assert extract("ERROR HIGH TEMP", "") == []
+    assert answer_extract("ERROR HIGH TEMP", []) == []
+
+
+def test_the_text_is_the_manuals_own_with_only_whitespace_squeezed():
+    for question in ("What does ERROR NO CURRENT mean?", "no signal from the sensorbox", "fault current"):
+        for item in extract(question, SMARTEVSE_ERRORS):
+            assert item["text"] in squeezed(SMARTEVSE_ERRORS)
+
+
+# ------------------------------------------------------------------ the real manuals
+
+
+@cache
+def _pages(path: Path) -> dict[int, str]:
+    if not path.exists():
+        pytest.skip(f"shared manuals not found at {path.parent} (CI always has ../shared/data)")
+    from ingest.parse import parse_pdf  # pypdf, with the ingestion's own clean-up
+
+    return {page.number: page.text for page in parse_pdf(path).pages}
+
+
+def _chunks(text: str, size: int = 200, overlap: int = 40) -> list[str]:
+    """~200-word windows overlapping by 40 words, keeping the PDF's line breaks (as ingestion's chunks)."""
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    starts = range(0, max(len(spans) - overlap, 1), size - overlap)
+    return [text[spans[i][0] : spans[min(i + size, len(spans)) - 1][1]] for i in starts]
+
+
+REAL = [
+    # (file under shared/data, page, question, what the extract must hold)
+    ("manuals/SmartEVSE_v3_Installation_Manual_v1.01_sw3.00.pdf", 2,
+     "What does ERROR HIGH TEMP mean and when does charging resume?", ["65º Celsius", "below 55ºC"]),
+    ("manuals/SmartEVSE_v3_Installation_Manual_v1.01_sw3.00.pdf", 1,
+     "How many RFID cards can be stored?", ["A maximum of 20 RFID cards can be stored."]),
+    ("manuals/Creality_Ender-3_Trouble_Shootings.pdf", 2, "How do I fix stringing or oozing?",
+     ["retraction", "Lower nozzle temperature"]),
+    ("library/Olimex_ESP32-POE_User_Manual_rev2.6.pdf", 11, "Which GPIO is the user button connected to?",
+     ["GPI34 is connected to user button"]),
+    ("library/Olimex_ESP32-EVB_User_Manual_rev1.0.pdf", 6,
+     "How much current can the ESP32-EVB draw from the battery?", ["1200mA"]),
+    ("library/Plantower_PMS5003_Data_Manual_v2.3.pdf", 10, "How long after wakeup is the data stable?",
+     ["at least 30 seconds"]),
+    ("library/LibreSolar_MPPT-1210-HUS_User_Manual.pdf", 7,
+     "In what order do I connect the battery, solar panel and loads?",
+     ["Connect the battery to the battery port."]),
+]
+
+
+@pytest.mark.parametrize(("pdf", "page", "question", "facts"), REAL, ids=[q for _, _, q, _ in REAL])
+def test_real_manual_pages(pdf, page, question, facts):
+    text = _pages(SHARED / pdf)[page]
+    passages = [Passage(chunk, Path(pdf).name, page) for chunk in _chunks(text)]
+    items = answer_extract(question, passages)
+    shown = " ".join(texts(items))
+    assert all(fact in shown for fact in facts), texts(items)
+    assert len(items) <= 4 and len(shown) <= 700
+    for item in items:  # verbatim: the manual's own words, whitespace squeezed
+        assert item["text"].rstrip("…") in squeezed(passages[item["n"] - 1].text)
+        assert (item["document"], item["page"]) == (Path(pdf).name, page)
+
+
+def test_real_error_entry_is_exactly_the_two_lines():
+    text = _pages(SHARED / "manuals/SmartEVSE_v3_Installation_Manual_v1.01_sw3.00.pdf")[2]
+    items = answer_extract("What does ERROR HIGH TEMP mean and when does charging resume?", [Passage(text)])
+    assert texts(items) == [HIGH_TEMP, RESUMES]

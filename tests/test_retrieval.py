@@ -1,0 +1,148 @@
+"""Hybrid retrieval on the fast fakes (mock embedder, in-memory Chroma): fusion, named manuals,
+"not covered", the lexical index following writes and deletes, and the generation counter."""
+import pytest
+
+from apps.knowledge.models import Document, IndexGeneration
+from apps.knowledge.retrieval import distinctive_title_words, passages_retrieve
+from apps.knowledge.vector_index import get_vector_index, reset_vector_index, search_index
+from ingest.chunk import Chunk
+from ingest.lexical import query_terms
+from models.embedding import get_embedder
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _mock_embedder_scale(settings):
+    """The hashed bag-of-words embedder gives lower cosines than MiniLM: scale the bars to it."""
+    settings.NANOSENTRI_RETRIEVAL_MIN_SCORE = 0.1
+    settings.NANOSENTRI_RETRIEVAL_COVERED_SCORE = 0.5
+
+
+def indexed(name: str, pages: list[str], title: str = "") -> Document:
+    """A document indexed as the worker does it (chunks with their title)."""
+    doc = Document.objects.create(
+        original_name=name, stored_path=name, extension=".pdf", content_hash=name, status=Document.Status.INDEXED,
+        title=title or name,
+    )
+    chunks = [Chunk(page=i + 1, index=i, text=text) for i, text in enumerate(pages)]
+    embedder = get_embedder()
+    from ingest.index import chunk_entries
+
+    entries = chunk_entries(document_id=doc.pk, file_name=name, chunks=chunks, title=title or name)
+    get_vector_index().add_entries(entries, embedder.embed([e.embed_text for e in entries]))
+    return doc
+
+
+def lexical_documents(index, question: str) -> set[str]:
+    return {h.metadata["document_id"] for h in index.lexical_search(query_terms(question), top_k=10)}
+
+
+@pytest.fixture
+def library():
+    evse = indexed("SmartEVSE_Manual.pdf", [
+        "Set the charging current and the mains limit in the menu.",
+        "ERROR HIGH TEMP The temperature inside the module has reached 65 Celsius. Charging is stopped. "
+        "Once the temperature has dropped below 55C charging is started again.",
+    ], "SmartEVSE Manual")
+    evb = indexed("Olimex_ESP32-EVB_Manual.pdf", [
+        "The board has two relays. Each relay can switch up to 10A at 250VAC.",
+        "The CAN interface uses GPIO35 and GPIO5.",
+    ], "Olimex ESP32-EVB Manual")
+    poe = indexed("Olimex_ESP32-POE_Manual.pdf", [
+        "The board is powered over Ethernet. The relay header is not populated.",
+        "Button BUT1 is connected to GPIO34.",
+    ], "Olimex ESP32-POE Manual")
+    return {"evse": evse, "evb": evb, "poe": poe}
+
+
+def test_an_error_code_question_cites_the_page_with_the_code(library):
+    found = passages_retrieve("What does ERROR HIGH TEMP mean?")
+    assert found.covered
+    assert (found.passages[0].document_id, found.passages[0].page) == (library["evse"].pk, 2)
+    assert found.passages[0].lexical > 0 and found.passages[0].rank_score > 0
+
+
+def test_a_pin_name_finds_its_page(library):
+    found = passages_retrieve("GPIO34")
+    assert (found.passages[0].document_id, found.passages[0].page) == (library["poe"].pk, 2)
+
+
+def test_a_question_naming_a_manual_prefers_it(library):
+    found = passages_retrieve("How much can the relay switch on the ESP32-EVB?")
+    assert found.named_documents == {library["evb"].pk}
+    assert found.passages[0].document_id == library["evb"].pk
+
+
+def test_prefer_puts_a_follow_ups_manual_first_when_the_question_names_none(library):
+    found = passages_retrieve("relay board", prefer={library["poe"].pk})
+    assert found.passages[0].document_id == library["poe"].pk
+
+
+def test_asset_manuals_restrict_both_halves(library):
+    found = passages_retrieve("relay GPIO", document_ids={library["poe"].pk})
+    assert found.passages and {p.document_id for p in found.passages} == {library["poe"].pk}
+
+
+def test_an_unrelated_question_is_not_covered_and_cites_nothing(library):
+    found = passages_retrieve("How do I replace the bearings of the pump motor?")
+    assert not found.covered and found.passages == []
+
+
+def test_only_indexed_documents_are_cited(library):
+    Document.objects.filter(pk=library["evse"].pk).update(status=Document.Status.EMBEDDING)
+    found = passages_retrieve("What does ERROR HIGH TEMP mean?")
+    assert all(p.document_id != library["evse"].pk for p in found.passages)
+
+
+def test_rerank_steps_run_in_order_on_the_covered_passages(library):
+    seen = []
+
+    def reverse(passages, vector):
+        seen.append(len(vector))
+        return list(reversed(passages))
+
+    plain = passages_retrieve("relay relays switch", top_k=10)
+    reranked = passages_retrieve("relay relays switch", top_k=10, rerank=[reverse])
+    assert seen == [get_embedder().dimension]
+    assert [p.chunk_index for p in reranked.passages] == [p.chunk_index for p in reversed(plain.passages)]
+
+
+def test_deleting_a_document_removes_its_vectors_and_terms_together(library):
+    index = get_vector_index()
+    poe = str(library["poe"].pk)
+    assert poe in lexical_documents(index, "GPIO34")
+    index.delete_document(library["poe"].pk)
+    assert poe not in lexical_documents(index, "GPIO34")
+    embedding = get_embedder().embed(["GPIO34 button"])[0]
+    assert all(h.metadata["document_id"] != str(library["poe"].pk)
+               for h in index.vector_search(embedding, top_k=10))
+
+
+def test_a_reader_in_another_process_sees_the_writers_changes_through_the_generation(library, settings):
+    reader = get_vector_index()
+    poe = str(library["poe"].pk)
+    assert poe in lexical_documents(reader, "GPIO34")
+    before = IndexGeneration.objects.get().value
+    # Another process (the worker) writes: simulated by a second index object over the same store.
+    reset_vector_index()
+    writer = search_index(settings.NANOSENTRI_CHROMA_COLLECTION)
+    assert writer is not reader
+    writer.delete_document(library["poe"].pk)
+    assert IndexGeneration.objects.get().value == before + 1
+    # The reader's BM25 statistics are stale until it checks the generation.
+    assert poe in lexical_documents(reader, "GPIO34")
+    assert poe not in lexical_documents(reader.fresh(), "GPIO34")
+
+
+def test_distinctive_title_words_leave_out_shared_and_generic_words():
+    words = distinctive_title_words({
+        1: "Olimex ESP32-POE User Manual rev2.6",
+        2: "Olimex ESP32-EVB User Manual rev1.0",
+        3: "SmartEVSE v3 Installation Manual v1.01 sw3.00",
+        4: "Plantower PMS5003 Data Manual v2.3",
+    })
+    assert words[1] == {"olimex", "esp32poe", "esp32", "poe"}
+    assert words[3] == {"smartevse"}
+    assert words[4] == {"plantower", "pms5003"}
+    assert "manual" not in set().union(*words.values())
