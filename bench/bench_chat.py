@@ -14,7 +14,7 @@ What runs (see docs/benchmarks.md for the reading of the results):
 * **raw**: ``llama_cpp.Llama`` with the same GGUF, n_ctx, n_threads, n_threads_batch,
   temperature, repeat_penalty and max_tokens as ``models/llm/llamacpp.py`` + settings, streamed
   with ``create_chat_completion(stream=True)`` on the SAME chat messages: they are built with
-  ``apps.chat.prompting.build_prompt`` over the passages ``apps.knowledge.selectors.passages_search``
+  ``apps.chat.prompting.build_prompt`` over the passages ``apps.knowledge.retrieval.passages_search``
   returns, and after every app answer the bench checks that the citations the app stored
   (Citation rows) are those passages and that the app's ``prompt_tokens`` is the same count.
   TTFT = call → first content chunk.
@@ -307,7 +307,7 @@ def prepare_app_data(manuals: list[Path], questions: list[str]) -> tuple[str, di
 
     from apps.accounts.services import demo_users_ensure
     from apps.knowledge.models import Document
-    from apps.knowledge.selectors import passages_search
+    from apps.knowledge.retrieval import passages_search
     from apps.knowledge.services import document_add_path, document_ingest
 
     call_command("migrate", interactive=False, verbosity=0)

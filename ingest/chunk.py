@@ -41,11 +41,14 @@ def is_heading(line: str) -> bool:
     numbered = _NUMBERED_HEADING.match(line)
     if numbered and re.match(r"^\d{1,2}\.\d", line):  # "1.3. PoE standard": a section number
         return not re.search(r"\d\s*(?:v|a|ma|w|hz|mm)\b", line.lower())  # "12 V input" is a spec line
-    # "1. Introduction" is a chapter; "1. Thermistor port of nozzle is not plugged into the" a step.
+    # "3. ESP32-EVB power supply and consumption" is a chapter; "1. Thermistor port of nozzle is not
+    # plugged into the" a step.
     words = _WORD.findall(re.sub(r"^\d{1,2}\.?\s+", "", line) if numbered else line)
-    if not 1 <= len(words) <= 7 or sum(ch.isdigit() for ch in line) > 4:
+    if not 1 <= len(words) <= 7 or sum(ch.isdigit() for ch in line) > 6:
         return False
-    if len(words) < 2 and not numbered:
+    if numbered:
+        return words[0][0].isupper()
+    if len(words) < 2:
         return False  # a lone word is a callout on a picture ("UEXT"), rarely a section
     significant = [w for w in words if w.lower() not in _MINOR]
     return bool(significant) and all(w[0].isupper() for w in significant)
@@ -94,5 +97,16 @@ def chunk_pages(
             for offset, text in headings:
                 if offset <= start + 40:
                     heading = text
-            chunks.append(Chunk(page=page.number, index=len(chunks), text=piece, heading=heading))
+            if not is_contents(piece):
+                chunks.append(Chunk(page=page.number, index=len(chunks), text=piece, heading=heading))
     return chunks
+
+
+_LEADER = re.compile(r"(?:\.\s?){5,}|…{2,}|\.{2,}\s*\d+\s*$")
+
+
+def is_contents(text: str) -> bool:
+    """A table of contents: lines of dot leaders. It names every topic and answers none."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    leaders = sum(bool(_LEADER.search(line)) for line in lines)
+    return leaders >= 3 and leaders >= len(lines) / 3

@@ -27,6 +27,7 @@ from ingest.lexical import BM25, analyze
 log = logging.getLogger(__name__)
 
 TERMS_KEY = "lexical_terms"
+MAX_TITLE_CHARS = 90  # title and heading each; ingest.pipeline.CONTEXT_TOKENS leaves room for both
 _READ_BATCH = 2000
 
 
@@ -117,10 +118,10 @@ def node_id(document_id: int, chunk_index: int) -> str:
 
 def chunk_entries(*, document_id: int, file_name: str, chunks: list[Chunk], title: str = "") -> list[Entry]:
     """A document's chunks as entries: embedded and indexed with the title and section heading."""
-    title = title or Path(file_name).stem.replace("_", " ")
+    title = (title or Path(file_name).stem.replace("_", " "))[:MAX_TITLE_CHARS]
     entries = []
     for chunk in chunks:
-        context = " — ".join(filter(None, [title, chunk.heading]))
+        context = " — ".join(filter(None, [title, chunk.heading[:MAX_TITLE_CHARS]]))
         entries.append(
             Entry(
                 node_id=node_id(document_id, chunk.index),

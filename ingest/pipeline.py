@@ -16,7 +16,7 @@ from ingest.index import SearchIndex, chunk_entries
 from ingest.parse import ParseError, parse_file
 
 
-CONTEXT_TOKENS = 40
+CONTEXT_TOKENS = 56  # two lines of at most ingest.index.MAX_TITLE_CHARS characters
 
 
 class Progress(Protocol):

@@ -219,7 +219,7 @@ NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF = envfloat("NANOSENTRI_RETRIEVAL_RELATIVE_C
 # the BM25 ranking weighted by LEXICAL_WEIGHT.
 NANOSENTRI_RETRIEVAL_CANDIDATES = envint("NANOSENTRI_RETRIEVAL_CANDIDATES", 30)
 NANOSENTRI_RETRIEVAL_RRF_K = envint("NANOSENTRI_RETRIEVAL_RRF_K", 20)
-NANOSENTRI_RETRIEVAL_LEXICAL_WEIGHT = envfloat("NANOSENTRI_RETRIEVAL_LEXICAL_WEIGHT", 1.0)
+NANOSENTRI_RETRIEVAL_LEXICAL_WEIGHT = envfloat("NANOSENTRI_RETRIEVAL_LEXICAL_WEIGHT", 2.0)
 # Thumbs-up raise the passages they cited for similar questions (docs/feedback.md). MiniLM cosine
 # between questions: paraphrases 0.55–0.98 (median 0.86), different questions about the same
 # device up to 0.80 (median 0.47); the boost grows from 0 at the threshold to WEIGHT per vote at 1.

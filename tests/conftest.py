@@ -99,10 +99,8 @@ def real_stack(settings, tmp_path):
     yield settings
     from chromadb.api.shared_system_client import SharedSystemClient
 
-    from apps.incidents.similar import reset_incident_index
     from apps.knowledge.vector_index import reset_vector_index
 
     reset_vector_index()
-    reset_incident_index()
     SharedSystemClient.clear_system_cache()
     shutil.rmtree(tmp_path / "chroma", ignore_errors=True)

@@ -438,10 +438,14 @@ def test_ask_returns_the_json_of_manage_py_ask(technician):
     assert response.status_code == 200, response.content
     body = response.json()
     assert _shape(body) == _shape(expected)
-    assert set(body) == {"answer", "citations", "similar_incidents", "timings", "status", "findings", "readings",
-                         "conversation", "message"}
+    assert set(body) == {"answer", "extract", "narrative", "ungrounded", "citations", "similar_incidents", "timings",
+                         "status", "findings", "readings", "conversation", "message"}
     assert body["answer"] == expected["answer"] and body["status"] == "completed"
     assert body["citations"][0]["document"] == "charger.pdf" and body["citations"][0]["page"] == 2
+    # The manual's own line comes first, in the answer too.
+    assert body["extract"][0] == {"text": "ERROR HIGH TEMP: charging resumes when the temperature drops below 55 C.",
+                                  "n": 1, "document": "charger.pdf", "page": 2}
+    assert body["answer"].startswith(body["extract"][0]["text"] + " [1]")
     conversation = Conversation.objects.get(pk=body["conversation"])
     assert conversation.user == technician and conversation.messages.count() == 2
 

@@ -28,6 +28,7 @@ QUESTION = "What does ERROR HIGH TEMP mean and when does charging resume?"
 MANUAL_SENTENCE = "Once the temperature has dropped below 55ºC charging is started again."
 INVENTED = "47"  # in no manual: the model's own
 NARRATIVE = f"Let the module cool below 55ºC [1], then wait {INVENTED} minutes before you restart charging."
+SPEAK = threading.Event()  # the stand-in model writes nothing until the test has seen the extract
 
 
 class _FakeModel(BaseHTTPRequestHandler):
@@ -35,6 +36,7 @@ class _FakeModel(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        SPEAK.wait(60)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -54,6 +56,7 @@ def fake_model_server():
     try:
         yield f"http://127.0.0.1:{server.server_port}/v1"
     finally:
+        SPEAK.set()  # a test that failed early leaves no request waiting
         server.shutdown()
         server.server_close()
 
@@ -98,7 +101,7 @@ def _check_answer(card):
     expect(card.locator(f'.citation[data-n="{n}"]')).to_have_count(1)
 
     answer = card.locator(".answer")
-    expect(answer).to_contain_text("wait 47 minutes")
+    expect(answer).to_contain_text(f"wait {INVENTED} minutes")
     expect(card.locator(".narrative-title")).to_contain_text("Assistant's note")
     mark = answer.locator("mark.ungrounded")
     expect(mark.filter(has_text=INVENTED)).to_have_count(1)
@@ -123,8 +126,10 @@ def test_the_manuals_words_come_first_and_an_invented_number_is_marked(app_url, 
     page.fill("#question", QUESTION)
     page.click("#ask")
     card = page.locator("article.msg-assistant").last
-    # The extract is on screen before the model's first token.
+    # The manual's words are on screen while the model has not written a word.
     expect(card.locator(".extract-item").first).to_be_visible(timeout=10_000)
+    expect(card.locator(".answer")).to_be_empty()
+    SPEAK.set()
     expect(card).to_have_attribute("data-status", "completed", timeout=60_000)
     _check_answer(card)
     expect(page).to_have_url(re.compile(r"/chat/\d+/$"))

@@ -120,13 +120,13 @@ def test_minilm_never_truncates_a_smartevse_chunk(settings, smartevse):
     assert embedder.max_tokens == 256
 
     class Recorder:
-        chunks = []
+        entries = []
 
         def delete_document(self, document_id):
             pass
 
-        def add(self, *, document_id, file_name, chunks, embeddings):
-            Recorder.chunks = chunks
+        def add_entries(self, entries, embeddings):
+            Recorder.entries = entries
 
     class TokenizeOnly:
         """The real tokenizer and limit; embedding is not what this test is about."""
@@ -148,13 +148,14 @@ def test_minilm_never_truncates_a_smartevse_chunk(settings, smartevse):
         batch_size=64,
         progress=lambda *a, **k: None,
     )
-    # Even at the largest size the pipeline allows (max_tokens - 2), nothing is cut.
+    # Even at the largest size a chunk without context may have (max_tokens - 2), nothing is cut.
     pages = parse_file(smartevse).pages
     widest = chunk_pages(pages, tokenize=embedder.tokenize, chunk_tokens=254, overlap=40)
 
-    assert len(Recorder.chunks) > 5
+    assert len(Recorder.entries) > 5
     tokenizer = embedder._tokenizer
-    for chunk in Recorder.chunks + widest:
-        assert len(embedder.tokenize(chunk.text)) <= 254, chunk.text[:80]
+    # What is embedded is the chunk with its title and heading before it: all of it fits.
+    for text in [e.embed_text for e in Recorder.entries] + [c.text for c in widest]:
+        assert len(embedder.tokenize(text)) <= 254, text[:80]
         # [CLS] + pieces + [SEP] fit the model without truncation
-        assert len(tokenizer(chunk.text, truncation=False)["input_ids"]) <= 256
+        assert len(tokenizer(text, truncation=False)["input_ids"]) <= 256

@@ -164,11 +164,13 @@ def test_a_heading_that_matches_brings_the_lines_under_it():
 def test_the_extract_comes_from_the_first_passage_and_others_only_for_a_second_fact():
     first = "The charger output is 24 V.\nThe charger has a green status LED."
     second = "The charger output is 24 V.\nThe charger fan runs when the output is above 40 ℃."
-    assert [i["n"] for i in extract("What is the charger output voltage?", first, second)] == [1]
+    # The best line of [1] and the line after it; [2] repeats the same fact and adds nothing.
+    assert [i["n"] for i in extract("What is the charger output voltage?", first, second)] == [1, 1]
     items = extract("What is the charger output voltage and when does the fan run?", first, second)
     assert [(i["n"], i["text"]) for i in items] == [
         (2, "The charger fan runs when the output is above 40 ℃."),
         (1, "The charger output is 24 V."),
+        (1, "The charger has a green status LED."),  # the line after the fact, as in the manual
     ]
 
 
@@ -183,7 +185,7 @@ def test_overlapping_chunks_do_not_repeat_a_line():
 
 def test_items_and_characters_are_limited_and_a_long_line_is_cut_at_a_word():
     manual = "\n".join(f"{i}. Tighten the belt screw number {i} by a quarter turn." for i in range(1, 9))
-    assert len(extract("How do I tighten the belt screws?", manual)) == 4
+    assert len(extract("How do I tighten the belt screws?", manual)) == 6
     assert len(extract("How do I tighten the belt screws?", manual, max_items=2)) == 2
     long_line = "The belt tension is right when " + "the belt gives under a finger " * 20 + "then stop."
     items = extract("When is the belt tension right?", long_line, max_chars=120)
@@ -252,7 +254,7 @@ def test_real_manual_pages(pdf, page, question, facts):
     items = answer_extract(question, passages)
     shown = " ".join(texts(items))
     assert all(fact in shown for fact in facts), texts(items)
-    assert len(items) <= 4 and len(shown) <= 700
+    assert len(items) <= 6 and len(shown) <= 900
     for item in items:  # verbatim: the manual's own words, whitespace squeezed
         assert item["text"].rstrip("…") in squeezed(passages[item["n"] - 1].text)
         assert (item["document"], item["page"]) == (Path(pdf).name, page)

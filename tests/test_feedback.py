@@ -11,14 +11,16 @@ from django.urls import reverse
 from apps.chat import feedback as services
 from apps.chat.models import AnswerFeedback, Citation, Conversation, Message
 from apps.knowledge.models import Document
-from apps.knowledge.selectors import passages_search
+from apps.chat.feedback_ranking import FUSED_PER_COSINE, feedback_rerank
+from apps.knowledge.retrieval import passages_retrieve
 from apps.knowledge.vector_index import get_vector_index
 from ingest.chunk import Chunk
 
 pytestmark = pytest.mark.django_db
 
-# With the mock embedder, for PARAPHRASE the heater-fuse page comes first and the connector page
-# a close second (0.566 vs 0.548); QUESTION and PARAPHRASE are 0.95 alike, MOUNT 0.30.
+# With the mock embedder the heater-fuse and the connector pages come first and second for
+# PARAPHRASE, close together (which is first is the fused ranking's call, see ``_pair``);
+# QUESTION and PARAPHRASE are 0.95 alike, MOUNT 0.30.
 FUSE = "Heater has no power: the heater fuse F2 protects the heater supply."
 CONNECTOR = "No heater power: check the heater connector and its wiring."
 MOUNT_TEXT = "Mounting the sensor on the mast with two clamps."
@@ -54,6 +56,12 @@ def manual(db):
     get_vector_index().add(document_id=doc.pk, file_name=doc.original_name, chunks=chunks,
                            embeddings=get_embedder().embed([c.text for c in chunks]))
     return doc
+
+
+def passages_search(question, **kwargs):
+    """Retrieval as the answer pipeline runs it: with the feedback step."""
+    found = passages_retrieve(question, rerank=[feedback_rerank], **kwargs)
+    return found.passages, found.ms
 
 
 def _texts(passages):
@@ -320,24 +328,32 @@ def test_thumbs_up_are_not_in_the_queue(client, supervisor, technician):
 # ------------------------------------------------------------------ ranking by thumbs-up (mock embedder)
 
 
-def _liked(user, manual, *, content="It is the connector [2].", question=QUESTION):
-    """An answer to ``question`` citing the fuse [1] and the connector [2] pages; it refers to [2]."""
-    fuse, connector = sorted(passages_search(question, min_score=0.0)[0][:2], key=lambda p: p.chunk_index)
-    return _answer(user, question, content=content, cites=[fuse, connector])
+def _pair() -> list[str]:
+    """The first two pages for PARAPHRASE before any vote: [leader, runner-up]."""
+    texts = _texts(passages_search(PARAPHRASE)[0])[:2]
+    assert sorted(texts) == sorted([FUSE, CONNECTOR])
+    return texts
+
+
+def _liked(user, manual, *, content="It is this page [2].", question=QUESTION):
+    """An answer to ``question`` citing the leader [1] and the runner-up [2]; it refers to [2]."""
+    leader, runner_up = _pair()
+    found = {p.text: p for p in passages_search(question, min_score=0.0)[0]}
+    return _answer(user, question, content=content, cites=[found[leader], found[runner_up]])
 
 
 def test_a_thumbs_up_lifts_the_page_it_cited_for_a_similar_question_and_taking_it_back_undoes_it(technician, manual):
     before, _ = passages_search(PARAPHRASE)
-    assert _texts(before)[:2] == [FUSE, CONNECTOR] and before[0].score - before[1].score < 0.03
+    leader, runner_up = _pair()
     liked = _liked(technician, manual)
     services.feedback_set(user=technician, message=liked, rating="up")
 
     after, _ = passages_search(PARAPHRASE)
-    assert _texts(after)[:2] == [CONNECTOR, FUSE]
-    connector, fuse = after[0], after[1]
-    assert fuse.boost == 0  # the answer did not refer to [1]
-    assert 0 < connector.boost <= 0.08
-    assert connector.score == pytest.approx(before[1].score)  # the similarity itself is untouched
+    assert _texts(after)[:2] == [runner_up, leader]
+    lifted, other = after[0], after[1]
+    assert other.boost == 0  # the answer did not refer to [1]
+    assert 0 < lifted.boost <= 0.08
+    assert lifted.score == pytest.approx(before[1].score)  # the similarity itself is untouched
 
     services.feedback_set(user=technician, message=liked, rating="none")
     again, _ = passages_search(PARAPHRASE)
@@ -345,25 +361,28 @@ def test_a_thumbs_up_lifts_the_page_it_cited_for_a_similar_question_and_taking_i
 
 
 def test_an_answer_without_markers_lifts_all_it_cited(technician, manual):
+    pair = _pair()
     liked = _liked(technician, manual, content="Check the fuse and the connector.")
     services.feedback_set(user=technician, message=liked, rating="up")
     passages, _ = passages_search(PARAPHRASE)
-    assert _texts(passages)[:2] == [FUSE, CONNECTOR]  # both lifted alike: the order stays
+    assert _texts(passages)[:2] == pair  # both lifted alike: the order stays
     assert passages[0].boost == passages[1].boost > 0
 
 
 def test_the_boost_is_capped(technician, supervisor, admin_user, manual, settings):
     settings.NANOSENTRI_FEEDBACK_BOOST_WEIGHT = 1.0
+    _leader, runner_up = _pair()
     liked = _liked(technician, manual)
     for user in (technician, supervisor, admin_user):
         services.feedback_set(user=user, message=liked, rating="up")
     _liked(technician, manual)  # a second liked answer citing the same page
     services.feedback_set(user=technician, message=Message.objects.filter(role="assistant").last(), rating="up")
-    passages, _ = passages_search(QUESTION)
-    assert passages[0].text == CONNECTOR and passages[0].boost == settings.NANOSENTRI_FEEDBACK_BOOST_CAP == 0.08
+    passages, _ = passages_search(PARAPHRASE)
+    assert passages[0].text == runner_up and passages[0].boost == settings.NANOSENTRI_FEEDBACK_BOOST_CAP == 0.08
 
 
 def test_more_votes_lift_more_and_a_thumbs_down_cancels_a_thumbs_up(technician, supervisor, admin_user, manual):
+    pair = _pair()
     liked = _liked(technician, manual)
     services.feedback_set(user=technician, message=liked, rating="up")
     one = passages_search(PARAPHRASE)[0][0].boost
@@ -372,7 +391,7 @@ def test_more_votes_lift_more_and_a_thumbs_down_cancels_a_thumbs_up(technician, 
     services.feedback_set(user=supervisor, message=liked, rating="down")
     services.feedback_set(user=admin_user, message=liked, rating="down")  # net -1: no effect, no penalty
     passages, _ = passages_search(PARAPHRASE)
-    assert _texts(passages)[:2] == [FUSE, CONNECTOR] and all(p.boost == 0 for p in passages)
+    assert _texts(passages)[:2] == pair and all(p.boost == 0 for p in passages)
 
 
 def test_an_unrelated_question_is_unaffected(technician, manual):
@@ -384,24 +403,29 @@ def test_an_unrelated_question_is_unaffected(technician, manual):
 
 
 def test_a_boost_never_lets_in_a_page_below_the_floor(technician, manual):
+    leader, runner_up = _pair()
     services.feedback_set(user=technician, message=_liked(technician, manual), rating="up")
-    connector_score = next(p.score for p in passages_search(PARAPHRASE, min_score=0.0)[0] if p.text == CONNECTOR)
-    passages, _ = passages_search(PARAPHRASE, min_score=connector_score + 0.001)
-    assert _texts(passages) == [FUSE]
+    found = {p.text: p.score for p in passages_search(PARAPHRASE, min_score=0.0)[0]}
+    if found[runner_up] >= found[leader]:
+        pytest.skip("the runner-up is the closer one in cosine: the floor cannot cut it alone")
+    passages, _ = passages_search(PARAPHRASE, min_score=found[runner_up] + 0.001)
+    assert _texts(passages) == [leader]
 
 
 def test_a_rechunked_page_is_not_boosted(technician, manual):
+    pair = _pair()
     liked = _liked(technician, manual)
     Citation.objects.filter(message=liked).update(text="an older version of the page")
     services.feedback_set(user=technician, message=liked, rating="up")
-    assert _texts(passages_search(PARAPHRASE)[0])[:2] == [FUSE, CONNECTOR]
+    assert _texts(passages_search(PARAPHRASE)[0])[:2] == pair
 
 
 def test_the_boost_can_be_switched_off(technician, manual, settings):
+    pair = _pair()
     services.feedback_set(user=technician, message=_liked(technician, manual), rating="up")
     settings.NANOSENTRI_FEEDBACK_BOOST = False
     passages, _ = passages_search(PARAPHRASE)
-    assert _texts(passages)[:2] == [FUSE, CONNECTOR] and all(p.boost == 0 for p in passages)
+    assert _texts(passages)[:2] == pair and all(p.boost == 0 for p in passages)
 
 
 def test_the_citation_frame_carries_the_boost():
@@ -425,7 +449,8 @@ def test_real_minilm_paraphrase_lifts_the_liked_page_and_unrelated_is_untouched(
     before, _ = passages_search(paraphrase)
     assert len(before) >= 2
     first, second = before[0], before[1]
-    assert first.score - second.score < 0.02, "the manual no longer has a near tie here"
+    gap = first.rank_score - second.rank_score
+    assert gap < FUSED_PER_COSINE * 0.05, "the manual no longer has a near tie here"
     cites, _ = passages_search(question)
     keys = [(p.document_id, p.chunk_index) for p in cites]
     assert (second.document_id, second.chunk_index) in keys

@@ -180,7 +180,7 @@ def test_list_markers_citation_markers_and_ordinals_are_not_numbers():
     [
         ("ERROR HIGH TEMP", SMARTEVSE_ERRORS),
         ("NO SERIAL COM", SMARTEVSE_ERRORS),
-        ("Error high temp", "ERROR_HIGH_TEMP"),
+        ("ERROR HIGH TEMP", "Error_High_Temp"),
         ("Err 3", "ERR3"),
         ("Err 3", "err_3"),
         ("ERR-3", "Err 3"),

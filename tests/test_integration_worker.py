@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
 from apps.knowledge.models import Document
-from apps.knowledge.selectors import passages_search
+from apps.knowledge.retrieval import passages_search
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

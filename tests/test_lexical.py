@@ -76,3 +76,14 @@ def test_chunks_carry_the_heading_they_fall_under(settings):
     chunks = chunk_pages(pages, tokenize=str.split, chunk_tokens=200, overlap=10)
     assert [c.heading for c in chunks] == ["2.5. Power supply", "2.5. Power supply"]
     assert isinstance(chunks[0], Chunk) and chunks[0].text.startswith("Intro text")
+
+
+def test_a_table_of_contents_is_not_indexed():
+    from ingest.chunk import chunk_pages, is_contents
+    from ingest.parse import Page
+
+    toc = "Table of Contents\n1. What is it....................3\n2. Power supply..........5\n3. Relays..........6"
+    assert is_contents(toc)
+    assert not is_contents("The relay switches 10A. See page 5.\nThe CAN bus uses GPIO5.")
+    chunks = chunk_pages([Page(1, toc), Page(2, "2. Power supply\nThe board takes 5V.")], tokenize=str.split)
+    assert [c.page for c in chunks] == [2]

@@ -13,6 +13,7 @@ from apps.chat.prompting import build_prompt, format_incidents
 from apps.incidents import similar
 from apps.incidents.models import Incident
 from apps.incidents.services import incident_create, incident_update
+from apps.knowledge.vector_index import open_search_index, reset_vector_index
 from models.llm.mock import MockLanguageModel
 from tests.test_integration_worker import shared_dirs, worker_factory  # noqa: F401  (fixtures: a real worker)
 
@@ -234,7 +235,7 @@ def test_reindex_incidents_rebuilds_the_collection_from_the_database(technician,
 
 
 def test_the_web_process_reopens_embedded_chroma_when_the_worker_wrote(technician, assets, settings, tmp_path):
-    """A separate store object stands for the worker process; only its mark tells the reader."""
+    """A separate index object stands for the worker process; only the generation counter tells the reader."""
     from chromadb.api.shared_system_client import SharedSystemClient
 
     settings.NANOSENTRI_VECTOR_STORE = "chroma"
@@ -243,11 +244,9 @@ def test_the_web_process_reopens_embedded_chroma_when_the_worker_wrote(technicia
         assert similar.incidents_similar("heater not working", asset="WXT536-02") == []  # the reader is open
         reader = similar.get_incident_index()
         incident = _resolved(technician, assets["WXT536-01"], index=False, **HEATER)
-        worker = similar.IncidentIndex(similar._open_store(fresh=True))
-        text = similar.incident_text(incident)
-        embedding = similar.get_embedder().embed([text])[0]
-        worker.upsert(incident_id=incident.pk, text=text, embedding=embedding, metadata={"device_type": "WXT536"})
-        similar._mark_written(worker)
+        worker = open_search_index(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION, fresh=True)
+        entry = similar._entry(incident, similar._Identifiers())
+        worker.add_entries([entry], similar.get_embedder().embed([entry.embed_text]))
 
         with mock.patch.object(reader, "refresh", wraps=reader.refresh) as refresh:
             assert _ids(similar.incidents_similar("heater not working", asset="WXT536-02")) == [incident.pk]
@@ -255,7 +254,7 @@ def test_the_web_process_reopens_embedded_chroma_when_the_worker_wrote(technicia
             similar.incidents_similar("heater not working", asset="WXT536-02")
             assert refresh.call_count == 1  # nothing written since: no re-open
     finally:
-        similar.reset_incident_index()
+        reset_vector_index()
         SharedSystemClient.clear_system_cache()
 
 
@@ -273,9 +272,9 @@ def test_the_incidents_come_before_the_first_token_and_are_stored(technician, as
     events = _events("heater not working on WXT536-02, fuse?")
 
     kinds = [e["type"] for e in events]
-    assert kinds[:3] == ["accepted", "citations", "similar_incidents"]
+    assert kinds[:4] == ["accepted", "citations", "extract", "similar_incidents"]
     assert kinds.index("similar_incidents") < kinds.index("token")
-    frame = events[2]
+    frame = events[3]
     assert frame["message"] == events[0]["message"] and _ids(frame["items"]) == [incident.pk]
     answer = Message.objects.get(pk=frame["message"])
     assert answer.similar_incidents == frame["items"]
@@ -407,7 +406,7 @@ REAL_HEATER = dict(
 @pytest.fixture
 def fresh_incident_index():
     yield
-    similar.reset_incident_index()
+    reset_vector_index()
 
 
 @pytest.mark.integration
@@ -476,7 +475,7 @@ def test_a_real_worker_embeds_a_resolved_incident_and_the_web_process_sees_it(
 
     incident_update(incident=Incident.objects.get(pk=incident.pk), actor=technician, status=Incident.Status.OPEN)
     assert similar.incidents_similar(SIBLING_QUESTION) == []  # at once: the database says it is open
-    wait(lambda: similar.incident_index_fresh().count() == 0, "dropped the reopened incident")
+    wait(lambda: similar.get_incident_index().fresh().count() == 0, "dropped the reopened incident")
 
 
 FAKE_SOCKET = """

@@ -231,10 +231,27 @@ class AskReading(Schema):
     flag: str
 
 
+class AskExtractItem(Schema):
+    text: str = Field(description="a sentence or table row of the cited passage, in the manual's words")
+    n: int = Field(description="the citation it comes from ([n])")
+    document: str
+    page: int
+
+
+class AskUngrounded(Schema):
+    kind: str = Field(description="number, code, part or reference")
+    text: str = Field(description="as the model wrote it")
+    start: int = Field(description="offset in narrative")
+    end: int
+
+
 class AskOut(Schema):
     """The JSON of ``manage.py ask --json``."""
 
-    answer: str
+    answer: str = Field(description="what the technician reads: the extract lines (each with [n]), then the narrative")
+    extract: list[AskExtractItem] = Field(description="the manual's own lines that answer the question")
+    narrative: str = Field(description="the model's text (empty when NANOSENTRI_LLM_NARRATIVE is off)")
+    ungrounded: list[AskUngrounded] = Field(description="what the narrative states that the evidence does not hold")
     citations: list[AskCitation]
     similar_incidents: list[AskSimilarIncident]
     timings: AskTimings

@@ -172,9 +172,22 @@ _catalogue: dict[tuple, dict[int, set[str]]] = {}
 
 
 def _named_documents(terms: list[str]) -> set[int]:
-    """The indexed manuals whose distinctive title words the question contains."""
+    """The indexed manuals the question names most specifically.
+
+    "ESP32-EVB" names the EVB manual by "evb" (one manual has it), not the ESP32-POE manual by
+    "esp32" (two have it): only the manuals matched by the rarest title word count.
+    """
     asked = set(terms)
-    return {doc for doc, words in _document_names().items() if words & asked}
+    names = _document_names()
+    shared: dict[str, int] = {}
+    for words in names.values():
+        for word in words:
+            shared[word] = shared.get(word, 0) + 1
+    matched = {doc: min(shared[w] for w in words & asked) for doc, words in names.items() if words & asked}
+    if not matched:
+        return set()
+    rarest = min(matched.values())
+    return {doc for doc, count in matched.items() if count == rarest}
 
 
 def _document_names() -> dict[int, set[str]]:

@@ -71,20 +71,20 @@ def open_vector_store(collection: str, *, fresh: bool = False):
 
 def search_index(collection: str) -> SearchIndex:
     """The index of ``collection`` for the current settings (built on first use)."""
+    return _indexes.get(store_settings_key(collection), lambda: open_search_index(collection))
+
+
+def open_search_index(collection: str, *, fresh: bool = False) -> SearchIndex:
+    """A new index object over ``collection`` (``search_index`` keeps one per process)."""
     from apps.knowledge.generation import DatabaseGeneration
 
     key = store_settings_key(collection)
-
-    def build():
-        generation = DatabaseGeneration("|".join(str(part) for part in key))
-        return SearchIndex(
-            open_vector_store(collection),
-            get_embedder(),
-            reopen=lambda: open_vector_store(collection, fresh=True),
-            generation=generation,
-        )
-
-    return _indexes.get(key, build)
+    return SearchIndex(
+        open_vector_store(collection, fresh=fresh),
+        get_embedder(),
+        reopen=lambda: open_vector_store(collection, fresh=True),
+        generation=DatabaseGeneration("|".join(str(part) for part in key)),
+    )
 
 
 def get_vector_index() -> SearchIndex:
