@@ -109,4 +109,4 @@ def is_contents(text: str) -> bool:
     """A table of contents: lines of dot leaders. It names every topic and answers none."""
     lines = [line for line in text.split("\n") if line.strip()]
     leaders = sum(bool(_LEADER.search(line)) for line in lines)
-    return leaders >= 3 and leaders >= len(lines) / 3
+    return leaders >= max(1, len(lines) / 2)

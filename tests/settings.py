@@ -12,6 +12,9 @@ os.environ.setdefault("NANOSENTRI_LLM_BACKEND", "mock")
 os.environ.setdefault("NANOSENTRI_EMBEDDING_BACKEND", "mock")
 os.environ.setdefault("NANOSENTRI_VECTOR_STORE", "memory")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+# Most tests exercise the model's path (streaming, stop, grounding); the product default is off
+# (tests/test_narrative_setting.py checks it and the extract-only path).
+os.environ.setdefault("NANOSENTRI_LLM_NARRATIVE", "1")
 
 from nanosentri_site.settings import *  # noqa: E402,F401,F403
 

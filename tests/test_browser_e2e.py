@@ -70,7 +70,7 @@ def test_admin_uploads_then_technician_asks_and_stops(app_url, browser, smartevs
     # Stop: ask for something long and press Stop as soon as the text starts streaming.
     stopped = False
     for _ in range(3):
-        tech.fill("#question", "List every error message in the manuals and explain each one in detail, step by step.")
+        tech.fill("#question", "What do the SmartEVSE error messages mean? Explain each one in detail, step by step.")
         tech.click("#ask")
         answer = tech.locator(".msg-assistant .answer").last
         expect(answer).not_to_be_empty(timeout=60_000)

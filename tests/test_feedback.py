@@ -335,9 +335,9 @@ def _pair() -> list[str]:
     return texts
 
 
-def _liked(user, manual, *, content="It is this page [2].", question=QUESTION):
+def _liked(user, manual, *, content="It is this page [2].", question=QUESTION, pair=None):
     """An answer to ``question`` citing the leader [1] and the runner-up [2]; it refers to [2]."""
-    leader, runner_up = _pair()
+    leader, runner_up = pair or _pair()
     found = {p.text: p for p in passages_search(question, min_score=0.0)[0]}
     return _answer(user, question, content=content, cites=[found[leader], found[runner_up]])
 
@@ -371,14 +371,14 @@ def test_an_answer_without_markers_lifts_all_it_cited(technician, manual):
 
 def test_the_boost_is_capped(technician, supervisor, admin_user, manual, settings):
     settings.NANOSENTRI_FEEDBACK_BOOST_WEIGHT = 1.0
-    _leader, runner_up = _pair()
-    liked = _liked(technician, manual)
+    pair = _pair()
+    liked = _liked(technician, manual, pair=pair)
     for user in (technician, supervisor, admin_user):
         services.feedback_set(user=user, message=liked, rating="up")
-    _liked(technician, manual)  # a second liked answer citing the same page
+    _liked(technician, manual, pair=pair)  # a second liked answer citing the same page
     services.feedback_set(user=technician, message=Message.objects.filter(role="assistant").last(), rating="up")
     passages, _ = passages_search(PARAPHRASE)
-    assert passages[0].text == runner_up and passages[0].boost == settings.NANOSENTRI_FEEDBACK_BOOST_CAP == 0.08
+    assert passages[0].text == pair[1] and passages[0].boost == settings.NANOSENTRI_FEEDBACK_BOOST_CAP == 0.08
 
 
 def test_more_votes_lift_more_and_a_thumbs_down_cancels_a_thumbs_up(technician, supervisor, admin_user, manual):

@@ -53,7 +53,7 @@ def test_the_library_question_set_finds_the_right_pages(real_stack, no_dispatch,
     assert summary["document_at_1"] >= 0.85, summary
     assert summary["covered_wrongly_refused"] <= 0.08, summary
     assert summary["not_covered_recall"] >= 0.6, summary
-    assert summary["facts_all_in_extract"] >= 0.6, summary
+    assert summary["facts_all_in_extract"] >= 0.5, summary
 
 
 def test_the_smartevse_error_gets_the_manuals_lines_before_any_token(real_stack, no_dispatch):

@@ -44,7 +44,7 @@ def shared_dirs(real_stack):
 
 
 class Worker:
-    def __init__(self, chroma_dir: Path, log_path: Path):
+    def __init__(self, chroma_dir: Path, log_path: Path, extra_env: dict | None = None):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
@@ -57,6 +57,7 @@ class Worker:
         }
         self.log = open(log_path, "ab")
         env["NANOSENTRI_CHROMA_DIR"] = str(chroma_dir)
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "nanosentri_site", "worker", "--pool", "solo", "-l", "INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
@@ -82,8 +83,8 @@ class Worker:
 def worker_factory(shared_dirs, tmp_path):
     workers = []
 
-    def start():
-        w = Worker(shared_dirs.CHROMA_DIR, tmp_path / "worker.log")
+    def start(**extra_env):
+        w = Worker(shared_dirs.CHROMA_DIR, tmp_path / "worker.log", extra_env)
         workers.append(w)
         return w
 
@@ -128,17 +129,79 @@ def test_upload_is_ingested_by_a_real_worker_and_cited_by_the_web_process(client
     assert doc.status == "indexed", doc.error
     assert doc.page_count == 2 and doc.chunk_count > 0
 
-    passages, _ = passages_search("What does ERROR HIGH TEMP mean and when does charging resume?")
-    assert passages and passages[0].file_name == smartevse.name and passages[0].page == 2
+    _cited_then_deleted(client, doc, smartevse.name)
 
-    # Deleting it takes its vectors out (the worker does the vector write).
+
+def _lexical_documents(question: str) -> set[str]:
+    from apps.knowledge.vector_index import manual_index_fresh
+    from ingest.lexical import query_terms
+
+    return {h.metadata["document_id"] for h in manual_index_fresh().lexical_search(query_terms(question), top_k=20)}
+
+
+def _cited_then_deleted(client, doc, name: str) -> None:
+    """The web process finds the worker's chunks by vector and by BM25; a delete takes both out."""
+    question = "What does ERROR HIGH TEMP mean and when does charging resume?"
+    passages, _ = passages_search(question)
+    assert passages and passages[0].file_name == name and passages[0].page == 2
+    assert passages[0].lexical > 0  # the worker wrote the terms, this process read them
+    assert str(doc.pk) in _lexical_documents("ERROR HIGH TEMP")
+
+    # Deleting it takes its vectors and terms out (the worker does the index write).
     client.post(f"/documents/{doc.pk}/delete/")
     deadline = time.monotonic() + 60
     while _vector_count(doc.pk) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _vector_count(doc.pk) == 0
-    passages, _ = passages_search("What does ERROR HIGH TEMP mean and when does charging resume?")
+    passages, _ = passages_search(question)
     assert all(p.document_id != doc.pk for p in passages)
+    assert str(doc.pk) not in _lexical_documents("ERROR HIGH TEMP")
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A Chroma server process (``chroma run``, from the chromadb package) on a free port."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "chroma.log", "ab")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "chroma-server"),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError("the Chroma server did not start: " + (tmp_path / "chroma.log").read_text()[-2000:])
+            time.sleep(0.3)
+    yield port
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+def test_with_a_chroma_server_the_worker_writes_and_the_web_process_reads_both_halves(
+    client, admin_user, smartevse, worker_factory, chroma_server, settings
+):
+    settings.NANOSENTRI_VECTOR_STORE = "chroma-http"
+    settings.NANOSENTRI_CHROMA_HOST = "127.0.0.1"
+    settings.NANOSENTRI_CHROMA_PORT = chroma_server
+    worker_factory(NANOSENTRI_VECTOR_STORE="chroma-http", NANOSENTRI_CHROMA_HOST="127.0.0.1",
+                   NANOSENTRI_CHROMA_PORT=str(chroma_server))
+    client.force_login(admin_user)
+    doc = _wait_status(_upload(client, smartevse).pk, {"indexed", "failed"})
+    assert doc.status == "indexed", doc.error
+
+    _cited_then_deleted(client, doc, smartevse.name)
 
 
 def test_a_killed_ingest_is_redone_without_duplicates(client, admin_user, quick_start, worker_factory):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from apps.chat.rendering import answer_text
 from models.llm.base import ChatMessage
 
 # Starts that link a question to the one before it.
@@ -59,8 +60,7 @@ def previous_turn(conversation) -> Turn | None:
     )
     if question is None:
         return None
-    lines = [f"{item.get('text', '')} [{item.get('n')}]" for item in answer.extract or []]
-    text = "\n".join(lines + ([answer.content] if answer.content else []))
+    text = answer_text(answer.extract or [], answer.content)
     documents = set(answer.citations.exclude(document=None).values_list("document_id", flat=True))
     return Turn(question=question.content, answer=text, documents=documents)
 

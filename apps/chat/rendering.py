@@ -20,6 +20,13 @@ _TAG = re.compile(r"(<[^>]*>)")  # nh3 escapes "<" and ">" in text and attribute
 _BLANK_MARK = re.compile(re.escape(_MARK) + r"(\s*)</mark>")
 
 
+def answer_text(extract: list[dict], narrative: str) -> str:
+    """What the technician reads, as plain text: the manual's own lines first, each with its [n],
+    then the model's narrative (``ask --json``, the API, an incident's draft summary)."""
+    lines = [f"{item['text']} [{item['n']}]" for item in extract]
+    return "\n".join(lines + ([narrative] if narrative else [])).strip()
+
+
 def render_answer(
     text: str, citation_count: int = 0, *, scope: int | None = None, ungrounded: list | None = None
 ) -> str:

@@ -22,7 +22,7 @@ from apps.chat.grounding import ungrounded_claims
 from apps.chat.highlight import key_lines
 from apps.chat.models import Citation, Conversation, Message
 from apps.chat.prompting import NOT_COVERED, build_prompt
-from apps.chat.rendering import render_answer
+from apps.chat.rendering import answer_text, render_answer
 from apps.knowledge.retrieval import passages_retrieve
 from models.errors import ModelUnavailable
 
@@ -299,12 +299,6 @@ def _finish(answer, text, status, timings, received, token_count, first_token_at
         "ungrounded": ungrounded,
         "timings": timings,
     }
-
-
-def answer_text(extract: list[dict], narrative: str) -> str:
-    """What the technician reads: the manual's own lines first, each with its [n], then the model's."""
-    lines = [f"{item['text']} [{item['n']}]" for item in extract]
-    return "\n".join(lines + ([narrative] if narrative else [])).strip()
 
 
 def run_answer_in_thread(

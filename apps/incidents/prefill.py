@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.http import Http404
 
+from apps.chat.rendering import answer_text
 from apps.chat.models import AnswerFeedback, Conversation, Message
 
 TITLE_CHARS = 120
@@ -103,7 +104,7 @@ def _draft_summary(*, question: str, findings: list[dict], citations, answer: st
     if citations:
         parts += ["", "Manual pages cited:", *[f"- [{c.rank}] {c.file_name}, page {c.page}" for c in citations]]
     if answer.strip():
-        parts += ["", "The assistant's answer:", answer.strip()]
+        parts += ["", "The answer (the manual's lines, then the assistant's note):", answer.strip()]
     if feedback is not None:
         who = feedback.user.get_username() if feedback.user else "a user"
         verdict = feedback.get_rating_display().lower()
@@ -163,7 +164,7 @@ def incident_prefill(*, user, conversation=None, message=None, feedback=None) ->
         symptom += "\n\nFindings:\n" + "\n".join(_finding_line(f) for f in findings)
 
     citations = list(message.citations.all()) if message is not None else []
-    answer = message.content if message is not None else ""
+    answer = answer_text(message.extract or [], message.content) if message is not None else ""
     draft = _draft_summary(question=question, findings=findings, citations=citations, answer=answer, feedback=feedback)
     return {
         "initial": {
