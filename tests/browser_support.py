@@ -23,8 +23,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def app_env(data_dir: Path) -> dict:
-    """The README's run command: embedded defaults (no DATABASE_URL / REDIS_URL), demo users."""
+def app_env(data_dir: Path, **extra: str) -> dict:
+    """The README's run command: embedded defaults (no DATABASE_URL / REDIS_URL), demo users;
+    ``extra`` settings on top (e.g. NANOSENTRI_LLM_NARRATIVE="1" to see the model stream)."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NANOSENTRI_")},
         "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
@@ -34,6 +35,7 @@ def app_env(data_dir: Path) -> dict:
     }
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
+    env.update(extra)
     return env
 
 
@@ -48,13 +50,13 @@ def manage(data_dir: Path, *args: str, stdin: str | None = None) -> str:
 
 
 @contextmanager
-def running_app(data_dir: Path):
+def running_app(data_dir: Path, **extra: str):
     """``manage.py runapp`` on a free port, ready when /healthz/ says the models are loaded."""
     port = free_port()
     log_path = data_dir / "runapp.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runapp", "--port", str(port)], cwd=ROOT, env=app_env(data_dir),
+        [sys.executable, "manage.py", "runapp", "--port", str(port)], cwd=ROOT, env=app_env(data_dir, **extra),
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

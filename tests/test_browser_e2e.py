@@ -15,7 +15,8 @@ QUESTION = "What does ERROR HIGH TEMP mean and when does charging resume?"
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("e2e-data")) as url:
+    # The narrative on: this test watches the bundled model stream and stops it.
+    with running_app(tmp_path_factory.mktemp("e2e-data"), NANOSENTRI_LLM_NARRATIVE="1") as url:
         yield url
 
 

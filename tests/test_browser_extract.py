@@ -15,11 +15,9 @@ import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from tests import browser_support
 from tests.browser_support import chromium, login, manage, running_app
 
 pytestmark = pytest.mark.browser
@@ -67,13 +65,11 @@ def app_url(tmp_path_factory):
 
     pdf = manual(SMARTEVSE)
     with fake_model_server() as model_url:
-        app_env = browser_support.app_env
-
-        def env(data_dir):  # the app, the worker and `manage.py ingest` all ask the stand-in
-            return {**app_env(data_dir), "NANOSENTRI_LLM_BACKEND": "openai", "NANOSENTRI_LLM_SERVER_URL": model_url}
-
         data_dir = tmp_path_factory.mktemp("extract-data")
-        with mock.patch.object(browser_support, "app_env", env), running_app(data_dir) as url:
+        # The narrative on, from the stand-in model: the extract first, then its text.
+        model = {"NANOSENTRI_LLM_BACKEND": "openai", "NANOSENTRI_LLM_SERVER_URL": model_url,
+                 "NANOSENTRI_LLM_NARRATIVE": "1"}
+        with running_app(data_dir, **model) as url:
             manage(data_dir, "ingest", str(pdf), "--wait", "--timeout", "180")
             yield url
 
