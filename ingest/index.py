@@ -106,8 +106,13 @@ class LocalGeneration:
 
 @dataclass
 class _Lexical:
+    """What a reader keeps in memory per generation: BM25 statistics, and every entry's text and
+    unit vector so a BM25-only candidate gets its cosine without a round trip to the store."""
+
     ids: list[str]
     metadatas: list[dict]
+    texts: list[str]
+    vectors: np.ndarray  # one unit-length row per entry
     bm25: BM25
     position: dict[str, int] = field(default_factory=dict)
 
@@ -291,6 +296,9 @@ class SearchIndex:
         """Entries by id, with their text and, given ``query_vector``, their cosine to it."""
         if not ids:
             return {}
+        lexical = self._lexical
+        if lexical is not None and all(i in lexical.position for i in ids):
+            return self._fetch_cached(lexical, ids, query_vector)
         include = ["documents", "metadatas"] + (["embeddings"] if query_vector is not None else [])
         with self._lock:
             got = self._store.client.get(ids=list(ids), include=include)
@@ -308,6 +316,18 @@ class SearchIndex:
             found[entry_id] = Hit(entry_id, _public(metadata), got["documents"][i] or "", score)
         return found
 
+    @staticmethod
+    def _fetch_cached(lexical: _Lexical, ids: list[str], query_vector) -> dict[str, Hit]:
+        rows = [lexical.position[i] for i in ids]
+        scores = [0.0] * len(rows)
+        if query_vector is not None:
+            query = np.asarray(query_vector, dtype=np.float32)
+            scores = (lexical.vectors[rows] @ (query / (float(np.linalg.norm(query)) or 1.0))).tolist()
+        return {
+            i: Hit(i, lexical.metadatas[row], lexical.texts[row], score)
+            for i, row, score in zip(ids, rows, scores, strict=True)
+        }
+
     def _lexical_index(self) -> _Lexical:
         lexical = self._lexical
         if lexical is not None:
@@ -320,22 +340,30 @@ class SearchIndex:
     def _load_lexical(self) -> _Lexical:
         """Read every entry's stored terms (in batches) and build the BM25 statistics."""
         collection = self._store.client
-        ids, metadatas, documents = [], [], []
+        ids, metadatas, texts, vectors, documents = [], [], [], [], []
         offset = 0
         while True:
-            got = collection.get(include=["metadatas"], limit=_READ_BATCH, offset=offset)
-            if not got["ids"]:
+            got = collection.get(include=["metadatas", "documents", "embeddings"], limit=_READ_BATCH, offset=offset)
+            if not len(got["ids"]):
                 break
-            for entry_id, metadata in zip(got["ids"], got["metadatas"], strict=True):
+            for entry_id, metadata, text, vector in zip(
+                got["ids"], got["metadatas"], got["documents"], got["embeddings"], strict=True
+            ):
                 metadata = dict(metadata or {})
-                terms = str(metadata.pop(TERMS_KEY, "")).split()
+                documents.append(str(metadata.pop(TERMS_KEY, "")).split())
                 ids.append(entry_id)
                 metadatas.append(_public(metadata))
-                documents.append(terms)
+                texts.append(text or "")
+                vectors.append(vector)
             offset += len(got["ids"])
             if len(got["ids"]) < _READ_BATCH:
                 break
-        return _Lexical(ids=ids, metadatas=metadatas, bm25=BM25(documents))
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if len(ids) else 1.0
+        return _Lexical(
+            ids=ids, metadatas=metadatas, texts=texts, vectors=matrix / np.where(norms == 0, 1.0, norms),
+            bm25=BM25(documents), position={entry_id: i for i, entry_id in enumerate(ids)},
+        )
 
 
 def _public(metadata: dict) -> dict:
