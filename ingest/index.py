@@ -358,8 +358,8 @@ class SearchIndex:
             offset += len(got["ids"])
             if len(got["ids"]) < _READ_BATCH:
                 break
-        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if len(ids) else 1.0
+        matrix = np.asarray(vectors, dtype=np.float32) if ids else np.zeros((0, 0), dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         return _Lexical(
             ids=ids, metadatas=metadatas, texts=texts, vectors=matrix / np.where(norms == 0, 1.0, norms),
             bm25=BM25(documents), position={entry_id: i for i, entry_id in enumerate(ids)},

@@ -149,3 +149,9 @@ def test_distinctive_title_words_leave_out_shared_and_generic_words():
 def test_the_most_specific_name_wins_over_a_shared_one(library):
     found = passages_retrieve("What does the ESP32-POE button do?")
     assert found.named_documents == {library["poe"].pk}
+
+
+def test_an_empty_library_is_not_covered_and_does_not_fail():
+    found = passages_retrieve("What does ERROR HIGH TEMP mean?")
+    assert not found.covered and found.passages == []
+    assert get_vector_index().lexical_search(query_terms("ERROR HIGH TEMP"), top_k=5) == []
