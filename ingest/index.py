@@ -132,6 +132,9 @@ def chunk_entries(*, document_id: int, file_name: str, chunks: list[Chunk], titl
                 node_id=node_id(document_id, chunk.index),
                 text=chunk.text,
                 embed_text=f"{context}\n{chunk.text}",
+                # The heading helps the vector; in BM25 a carried-over heading matches questions
+                # about the previous section (3 vs 4 covered questions refused on the library set).
+                lexical_text=f"{title}\n{chunk.text}",
                 group=str(document_id),
                 metadata={
                     "document_id": str(document_id),

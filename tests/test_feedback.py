@@ -403,13 +403,17 @@ def test_an_unrelated_question_is_unaffected(technician, manual):
 
 
 def test_a_boost_never_lets_in_a_page_below_the_floor(technician, manual):
-    leader, runner_up = _pair()
-    services.feedback_set(user=technician, message=_liked(technician, manual), rating="up")
-    found = {p.text: p.score for p in passages_search(PARAPHRASE, min_score=0.0)[0]}
-    if found[runner_up] >= found[leader]:
-        pytest.skip("the runner-up is the closer one in cosine: the floor cannot cut it alone")
-    passages, _ = passages_search(PARAPHRASE, min_score=found[runner_up] + 0.001)
-    assert _texts(passages) == [leader]
+    pair = _pair()
+    cosine = {p.text: p.score for p in passages_search(PARAPHRASE, min_score=0.0)[0]}
+    low, high = sorted(pair, key=lambda text: cosine[text])
+    # The liked answer relied on the page with the lower similarity: it gets the boost.
+    liked = _liked(technician, manual, content=f"It is this page [{pair.index(low) + 1}].", pair=pair)
+    services.feedback_set(user=technician, message=liked, rating="up")
+    boosted = {p.text: p.boost for p in passages_search(PARAPHRASE, min_score=0.0)[0]}
+    assert boosted[low] > 0
+
+    passages, _ = passages_search(PARAPHRASE, min_score=cosine[low] + 0.001)
+    assert _texts(passages) == [high]
 
 
 def test_a_rechunked_page_is_not_boosted(technician, manual):

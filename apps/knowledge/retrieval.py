@@ -160,10 +160,11 @@ def _fuse(passages: list[Passage], named: set[int]) -> list[Passage]:
 
 
 def _relevant(ranked: list[Passage], min_score: float) -> list[Passage]:
-    """The first passage, then those close enough on their own and not far below the best one."""
+    """In fused order, the passages close enough on their own (the minimum score) and not far below
+    the best one: a BM25 match that means something else is never cited on its words alone."""
     best = max(p.score for p in ranked[:3])
     floor = max(min_score, best - settings.NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF)
-    return ranked[:1] + [p for p in ranked[1:] if p.score >= floor]
+    return [p for p in ranked if p.score >= floor]
 
 
 # ------------------------------------------------------------------------------ named manuals
