@@ -127,14 +127,14 @@ class StageClock:
 
     def install(self):
         import ingest.pipeline as pipeline
-        from ingest.index import VectorIndex
+        from ingest.index import SearchIndex
 
         for name, stage in (("parse_file", "parse"), ("chunk_pages", "chunk"), ("embed_in_batches", "embed")):
             self._saved[(pipeline, name)] = getattr(pipeline, name)
             setattr(pipeline, name, self._wrap(stage, getattr(pipeline, name)))
-        for name in ("delete_document", "add"):
-            self._saved[(VectorIndex, name)] = getattr(VectorIndex, name)
-            setattr(VectorIndex, name, self._wrap("store", getattr(VectorIndex, name)))
+        for name in ("delete_document", "add_entries"):
+            self._saved[(SearchIndex, name)] = getattr(SearchIndex, name)
+            setattr(SearchIndex, name, self._wrap("store", getattr(SearchIndex, name)))
         return self
 
     def uninstall(self):
@@ -202,10 +202,10 @@ def manual_paths(folder: Path | None) -> list[Path]:
 
 
 def run_app(manuals, embedder, settings, store_dir: Path, clock: StageClock) -> dict:
-    from ingest.index import VectorIndex, build_vector_store
+    from ingest.index import SearchIndex, build_vector_store
     from ingest.pipeline import ingest_file
 
-    index = VectorIndex(build_vector_store("chroma", path=store_dir, collection="manuals"), embedder)
+    index = SearchIndex(build_vector_store("chroma", path=store_dir, collection="manuals"), embedder)
     embedder.reset()
     clock.reset()
     pages = chunks = 0
