@@ -44,6 +44,7 @@ class Passage:
     heading: str = ""
     lexical: float = 0.0  # BM25 score of the chunk for the query (0: no shared term)
     rank_score: float = 0.0  # the fused score the passages are ordered by
+    source: str = "text"  # "ocr": recognised from a scanned page (see ingest.parse.Page.source)
 
     def as_dict(self) -> dict:
         return {
@@ -143,6 +144,8 @@ def chunk_entries(*, document_id: int, file_name: str, chunks: list[Chunk], titl
                     "chunk_index": chunk.index,
                     "title": title,
                     "heading": chunk.heading,
+                    # "ocr": recognised from a scan, so a citation can say its words may be misread
+                    "source": getattr(chunk, "source", "text"),
                 },
             )
         )

@@ -9,6 +9,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ class ParseError(Exception):
 class Page:
     number: int  # physical, 1-based
     text: str
+    # How the text was read: "text" (the PDF's text layer as is), "repaired" (glyph names mapped
+    # back to characters), "pdfium" (extracted again by pdfium), "ocr" (recognised from the image).
+    source: str = "text"
 
 
 @dataclass
@@ -39,24 +43,115 @@ class ParsedDocument:
     page_count: int
     empty_pages: list[int] = field(default_factory=list)  # pages with (almost) no text layer
     title: str = ""  # what the document is, for retrieval (see ``document_title``)
+    page_sources: dict[str, list[int]] = field(default_factory=dict)  # {"ocr": [10, 11], ...}
 
     @property
     def text_pages(self) -> list[Page]:
         return [p for p in self.pages if p.text.strip()]
 
 
-def parse_file(path: Path, file_name: str | None = None) -> ParsedDocument:
-    name = file_name or path.name
-    suffix = Path(name).suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        raise ParseError(
-            f"unsupported file type {suffix or '(none)'}; upload PDF, TXT, MD, LOG or CSV"
-        )
-    if path.stat().st_size == 0:
-        raise ParseError("empty file")
-    parsed = parse_pdf(path) if suffix in PDF_EXTENSIONS else parse_text(path)
-    parsed.title = document_title(name, parsed.title)
-    return parsed
+@dataclass
+class PageSink:
+    """What a reader reports as it goes: a page about to be OCR'd (progress shows the step)."""
+
+    on_ocr: Callable[[int], None] | None = None
+
+
+class DocumentReader:
+    """A document read one page at a time, so a 1,000-page manual never sits in memory whole.
+
+    ``page_count`` and ``title`` are known on opening; ``pages()`` yields each page once, in
+    order, after its text layer was checked (and repaired, or recognised by OCR when the layer is
+    missing or garbage and ``ocr_engine`` is set). ``empty_pages`` and ``page_sources`` fill in as
+    the pages go by.
+    """
+
+    def __init__(self, path: Path, file_name: str | None = None, *, ocr_engine: str | None = None,
+                 sink: PageSink | None = None):
+        self.path = Path(path)
+        self.name = file_name or self.path.name
+        self.suffix = Path(self.name).suffix.lower()
+        self.ocr_engine = ocr_engine or None
+        self.sink = sink or PageSink()
+        self.empty_pages: list[int] = []
+        self.page_sources: dict[str, list[int]] = {}
+        self.page_reasons: dict[int, list[str]] = {}  # garbage the page still has after repair
+        if self.suffix not in SUPPORTED_EXTENSIONS:
+            raise ParseError(f"unsupported file type {self.suffix or '(none)'}; upload PDF, TXT, MD, LOG or CSV")
+        if self.path.stat().st_size == 0:
+            raise ParseError("empty file")
+        if self.suffix in PDF_EXTENSIONS:
+            self._reader = open_pdf(self.path)
+            self.page_count = len(self._reader.pages)
+            embedded = _pdf_title(self._reader)
+            self._text = None
+        else:
+            self._reader = None
+            self._text = parse_text(self.path)
+            self.page_count = self._text.page_count
+            embedded = ""
+        self.title = document_title(self.name, embedded)
+
+    def pages(self) -> Iterator[Page]:
+        if self._text is not None:
+            self.empty_pages = list(self._text.empty_pages)
+            yield from self._text.pages
+            return
+        for index in range(self.page_count):
+            page = self._read_pdf_page(index)
+            if page.source != "text":
+                self.page_sources.setdefault(page.source, []).append(page.number)
+            if _is_image_only(page.text):
+                self.empty_pages.append(page.number)
+            yield page
+            if index % PAGES_PER_READER == PAGES_PER_READER - 1:
+                # pypdf keeps every object it resolved; a fresh reader keeps memory flat.
+                self._reader = open_pdf(self.path)
+        if len(self.empty_pages) == self.page_count:
+            if self.ocr_engine:
+                raise ParseError("no text found: the PDF holds only images and OCR recognised no text in them")
+            raise ParseError("no text layer — the PDF holds only images and OCR is turned off (NANOSENTRI_OCR)")
+
+    def _read_pdf_page(self, index: int) -> Page:
+        from ingest.textlayer import read_page
+
+        number = index + 1
+        layer = clean_text(_pypdf_page_text(self._reader, index, self.path))
+        read = read_page(layer, self.path, index)
+        text, source = read.text, read.source
+        if self.ocr_engine and (_is_image_only(text) or read.reasons):
+            recognised = self._ocr(index)
+            if recognised is not None and _alnum(recognised) > _alnum(text) * (0.5 if read.reasons else 1):
+                return Page(number=number, text=recognised, source="ocr")
+        if read.reasons:
+            self.page_reasons[number] = list(read.reasons)
+        return Page(number=number, text=text, source=source)
+
+    def _ocr(self, index: int) -> str | None:
+        from ingest.ocr import OcrUnavailable, ocr_pdf_page
+
+        if self.sink.on_ocr:
+            self.sink.on_ocr(index + 1)
+        try:
+            return clean_text(ocr_pdf_page(self.path, index, engine=self.ocr_engine).text)
+        except OcrUnavailable as exc:
+            raise ParseError(f"page {index + 1} needs OCR, which is not available here: {exc}") from exc
+        except Exception as exc:  # one unreadable image must not lose the rest of the manual
+            log.warning("OCR of page %d of %s failed: %s", index + 1, self.path, exc)
+            return None
+
+
+PAGES_PER_READER = 100
+
+
+def parse_file(path: Path, file_name: str | None = None, *, ocr_engine: str | None = None) -> ParsedDocument:
+    """The whole document at once (small files, tests, benchmarks); the worker streams instead."""
+    reader = DocumentReader(path, file_name, ocr_engine=ocr_engine)
+    pages = list(reader.pages())
+    return ParsedDocument(
+        pages=pages, page_count=reader.page_count, empty_pages=reader.empty_pages, title=reader.title,
+        page_sources=reader.page_sources,
+    )
 
 
 def document_title(file_name: str, embedded_title: str = "") -> str:
@@ -74,7 +169,8 @@ def document_title(file_name: str, embedded_title: str = "") -> str:
     return title
 
 
-def parse_pdf(path: Path) -> ParsedDocument:
+def open_pdf(path: Path):
+    """A pypdf reader for the file, or a ParseError that says why it cannot be read."""
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
 
@@ -98,23 +194,24 @@ def parse_pdf(path: Path) -> ParsedDocument:
         raise ParseError(f"corrupt or unreadable PDF: {exc}") from exc
     if page_count == 0:
         raise ParseError("the PDF has no pages")
+    return reader
 
-    pages, empty = [], []
-    for index in range(page_count):
-        try:
-            text = reader.pages[index].extract_text() or ""
-        except FileNotDecryptedError as exc:
-            raise ParseError("encrypted PDF: remove the password and upload it again") from exc
-        except Exception as exc:  # one broken page must not lose the rest of the manual
-            log.warning("page %d of %s could not be read: %s", index + 1, path, exc)
-            text = ""
-        text = clean_text(text)
-        if _is_image_only(text):
-            empty.append(index + 1)
-        pages.append(Page(number=index + 1, text=text))
-    if len(empty) == page_count:
-        raise ParseError("no text layer — OCR not supported (the PDF holds only images)")
-    return ParsedDocument(pages=pages, page_count=page_count, empty_pages=empty, title=_pdf_title(reader))
+
+def _pypdf_page_text(reader, index: int, path: Path) -> str:
+    from pypdf.errors import FileNotDecryptedError
+
+    try:
+        return reader.pages[index].extract_text() or ""
+    except FileNotDecryptedError as exc:
+        raise ParseError("encrypted PDF: remove the password and upload it again") from exc
+    except Exception as exc:  # one broken page must not lose the rest of the manual
+        log.warning("page %d of %s could not be read: %s", index + 1, path, exc)
+        return ""
+
+
+def parse_pdf(path: Path, *, ocr_engine: str | None = None) -> ParsedDocument:
+    return parse_file(path, Path(path).name if Path(path).suffix.lower() == ".pdf" else "document.pdf",
+                      ocr_engine=ocr_engine)
 
 
 def _pdf_title(reader) -> str:
@@ -145,8 +242,12 @@ def parse_text(path: Path) -> ParsedDocument:
 MIN_PAGE_CHARACTERS = 40
 
 
+def _alnum(text: str) -> int:
+    return sum(ch.isalnum() for ch in text)
+
+
 def _is_image_only(text: str) -> bool:
-    return sum(ch.isalnum() for ch in text) < MIN_PAGE_CHARACTERS
+    return _alnum(text) < MIN_PAGE_CHARACTERS
 
 
 _HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")

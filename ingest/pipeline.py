@@ -1,26 +1,36 @@
-"""The whole ingest of one document: parse → chunk → embed → index, with progress callbacks.
+"""The whole ingest of one document: read → chunk → embed → index, a window of pages at a time.
 
-Idempotent per document: the document's old vectors are removed before the new ones are
-written, and node ids are derived from (document id, chunk index), so a retried or re-run
-ingest never leaves duplicates.
+Pages are read one by one (``DocumentReader``) and indexed in windows of ``window_pages``, so a
+1,000-page manual costs the memory of one window, progress moves page by page, and a cancel is
+seen between pages.
+
+Idempotent per document: the document's old entries are removed before the first window is
+written, and node ids are derived from (document id, chunk index), so a retried or re-run ingest
+never leaves duplicates. Retrieval only reads documents whose status is "indexed", so the half
+written entries of an ingest in progress are never cited.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
 from ingest.chunk import chunk_pages
 from ingest.embed import embed_in_batches
 from ingest.index import SearchIndex, chunk_entries
-from ingest.parse import ParseError, parse_file
+from ingest.parse import DocumentReader, Page, PageSink, ParseError
 
 
 CONTEXT_TOKENS = 56  # two lines of at most ingest.index.MAX_TITLE_CHARS characters
+WINDOW_PAGES = 16
 
 
 class Progress(Protocol):
     def __call__(self, stage: str, *, pages_done: int, pages_total: int, chunks_done: int, chunks_total: int) -> None: ...
+
+
+class IngestCancelled(Exception):
+    """An admin cancelled the ingest; the entries written so far have been removed."""
 
 
 @dataclass
@@ -29,6 +39,7 @@ class IngestResult:
     chunk_count: int
     empty_pages: list[int]
     title: str = ""
+    page_sources: dict[str, list[int]] = field(default_factory=dict)
 
 
 def ingest_file(
@@ -42,30 +53,59 @@ def ingest_file(
     chunk_overlap: int,
     batch_size: int,
     progress: Progress | Callable[..., None],
+    ocr_engine: str | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    window_pages: int = WINDOW_PAGES,
 ) -> IngestResult:
     progress("parsing", pages_done=0, pages_total=0, chunks_done=0, chunks_total=0)
-    parsed = parse_file(path, file_name)
-    pages_total = parsed.page_count
-    progress("parsing", pages_done=pages_total, pages_total=pages_total, chunks_done=0, chunks_total=0)
+    state = {"pages_done": 0, "chunks": 0}
+
+    def on_ocr(page_number: int) -> None:
+        if cancelled():
+            raise IngestCancelled()
+        progress("ocr", pages_done=page_number - 1, pages_total=reader.page_count,
+                 chunks_done=state["chunks"], chunks_total=state["chunks"])
+
+    reader = DocumentReader(path, file_name, ocr_engine=ocr_engine, sink=PageSink(on_ocr=on_ocr))
+    pages_total = reader.page_count
+    progress("parsing", pages_done=0, pages_total=pages_total, chunks_done=0, chunks_total=0)
 
     # The embedder reads at most max_tokens word pieces, [CLS] and [SEP] included, and the title
     # and heading put before each chunk take up to CONTEXT_TOKENS of them.
     chunk_tokens = min(chunk_tokens, embedder.max_tokens - 2 - CONTEXT_TOKENS)
-    chunks = chunk_pages(parsed.pages, tokenize=embedder.tokenize, chunk_tokens=chunk_tokens, overlap=chunk_overlap)
-    if not chunks:
-        raise ParseError("no text to index")
+    heading = ""
 
-    total = len(chunks)
-    progress("embedding", pages_done=0, pages_total=pages_total, chunks_done=0, chunks_total=total)
+    def index_window(window: list[Page]) -> None:
+        nonlocal heading
+        chunks = chunk_pages(window, tokenize=embedder.tokenize, chunk_tokens=chunk_tokens, overlap=chunk_overlap,
+                             first_index=state["chunks"], heading=heading)
+        if chunks:
+            heading = chunks[-1].heading
+            # What is embedded carries the manual's title and the section heading; what is shown stays the page's.
+            entries = chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=reader.title)
+            vectors = embed_in_batches([e.embed_text for e in entries], embedder, batch_size=batch_size)
+            index.add_entries(entries, vectors)
+            state["chunks"] += len(chunks)
+        state["pages_done"] = window[-1].number
+        progress("embedding", pages_done=state["pages_done"], pages_total=pages_total,
+                 chunks_done=state["chunks"], chunks_total=state["chunks"])
 
-    def on_batch(done: int, _total: int) -> None:
-        # Pages are done once all their chunks are embedded.
-        pages_done = chunks[done - 1].page if done < total else pages_total
-        progress("embedding", pages_done=pages_done, pages_total=pages_total, chunks_done=done, chunks_total=total)
-
-    # What is embedded carries the manual's title and the section heading; what is shown stays the page's.
-    entries = chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=parsed.title)
-    vectors = embed_in_batches([e.embed_text for e in entries], embedder, batch_size=batch_size, on_batch=on_batch)
     index.delete_document(document_id)
-    index.add_entries(entries, vectors)
-    return IngestResult(page_count=pages_total, chunk_count=total, empty_pages=parsed.empty_pages, title=parsed.title)
+    try:
+        window: list[Page] = []
+        for page in reader.pages():
+            if cancelled():
+                raise IngestCancelled()
+            window.append(page)
+            if len(window) >= window_pages:
+                index_window(window)
+                window = []
+        if window:
+            index_window(window)
+        if not state["chunks"]:
+            raise ParseError("no text to index")
+    except BaseException:
+        index.delete_document(document_id)  # nothing half-indexed is left behind
+        raise
+    return IngestResult(page_count=pages_total, chunk_count=state["chunks"], empty_pages=reader.empty_pages,
+                        title=reader.title, page_sources=reader.page_sources)

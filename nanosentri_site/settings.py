@@ -209,6 +209,13 @@ NANOSENTRI_SIMILAR_INCIDENTS_OTHER_TYPE_MIN_SCORE = envfloat(
 NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT = envint("NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT", 1)
 NANOSENTRI_CHUNK_TOKENS = envint("NANOSENTRI_CHUNK_TOKENS", 200)
 NANOSENTRI_CHUNK_OVERLAP = envint("NANOSENTRI_CHUNK_OVERLAP", 40)
+# Pages without a usable text layer (scans, photocopied diagrams, garbage the repair cannot fix)
+# are read by OCR in the worker: "tesseract" (Debian's tesseract-ocr, installed by
+# scripts/install.sh) or "rapidocr"; "off" leaves them out. Figures: docs/benchmarks.md.
+NANOSENTRI_OCR = os.environ.get("NANOSENTRI_OCR", "tesseract").strip().lower()
+# The worker reads, embeds and writes this many pages at a time: memory stays flat on a
+# 1,000-page manual and a cancel is seen within one window.
+NANOSENTRI_INGEST_WINDOW_PAGES = envint("NANOSENTRI_INGEST_WINDOW_PAGES", 16)
 NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
 NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.32)
 # With live findings and no manual linked to the asset, only strong matches are cited.

@@ -28,14 +28,14 @@ async def test_it_sends_progress_written_by_another_process_to_the_database(admi
     doc = await database_sync_to_async(_document)()
     # What the worker does: an UPDATE, no channel-layer message reaches this process.
     await database_sync_to_async(
-        lambda: Document.objects.filter(pk=doc.pk).update(status="embedding", chunks_done=5, chunks_total=10, updated=timezone.now())
+        lambda: Document.objects.filter(pk=doc.pk).update(status="embedding", chunks_done=5, chunks_total=5, pages_done=5, page_count=10, updated=timezone.now())
     )()
     frame = await communicator.receive_json_from(timeout=3)
     while frame["document"]["status"] != "embedding":
         frame = await communicator.receive_json_from(timeout=3)
     assert frame["type"] == "document"
     assert frame["document"]["id"] == doc.pk
-    assert frame["document"]["chunks_done"] == 5 and frame["document"]["percent"] == 55
+    assert frame["document"]["pages_done"] == 5 and frame["document"]["percent"] == 52
     await database_sync_to_async(
         lambda: Document.objects.filter(pk=doc.pk).update(status="indexed", page_count=2, chunk_count=10, updated=timezone.now())
     )()

@@ -157,18 +157,20 @@ def test_progress_is_written_to_the_row_while_embedding(db, troubleshooting, set
     document = add(troubleshooting)
     seen: list[tuple] = []
 
+    settings.NANOSENTRI_INGEST_WINDOW_PAGES = 1
+
     def spy(d):
         row = Document.objects.get(pk=d.pk)
-        seen.append((row.status, row.chunks_done, row.chunks_total, row.page_count))
+        seen.append((row.status, row.chunks_done, row.pages_done, row.page_count))
 
     with mock.patch("apps.knowledge.services.broadcast", side_effect=spy):
         document_ingest(document_id=document.pk)
 
     embedding = [s for s in seen if s[0] == "embedding"]
     assert embedding, seen
-    assert embedding[0][1] == 0 and embedding[0][2] > 2  # the row knows the total up front
-    assert embedding[0][3] == 2  # and the page count, once parsed
-    assert embedding[-1][1] == embedding[-1][2]  # the last batch is always written
+    assert [s[2] for s in embedding] == [1, 2]  # page by page (a window of one page here)
+    assert all(s[3] == 2 for s in embedding)  # the row knows the page count up front
+    assert 0 < embedding[0][1] < embedding[-1][1]  # chunks written so far
     assert seen[-1][0] == "indexed"
 
 
@@ -245,15 +247,26 @@ def test_a_failed_reingest_removes_the_vectors_of_the_previous_run(db, troublesh
     assert stored_node_ids(get_vector_index(), document.pk) == []
 
 
-def test_an_image_only_pdf_fails_with_no_text_layer(db, tmp_path):
+def test_an_image_only_pdf_fails_with_no_text_layer(db, tmp_path, settings):
+    settings.NANOSENTRI_OCR = "off"
     document = add_bytes(tmp_path, "scan.pdf", image_only_pdf(3))
 
     document_ingest(document_id=document.pk)
 
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
-    assert "no text layer — OCR not supported" in document.error
+    assert "no text layer — the PDF holds only images and OCR is turned off" in document.error
     assert stored_node_ids(get_vector_index(), document.pk) == []
+
+
+def test_blank_pages_fail_even_with_ocr(db, tmp_path):
+    document = add_bytes(tmp_path, "blank.pdf", image_only_pdf(2))
+
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error == "no text found: the PDF holds only images and OCR recognised no text in them"
 
 
 def test_an_encrypted_pdf_fails_asking_to_remove_the_password(db, tmp_path):

@@ -120,7 +120,7 @@ def test_an_image_only_pdf_says_ocr_is_not_supported(tmp_path):
     with pytest.raises(ParseError) as exc:
         parse_file(path)
 
-    assert "no text layer — OCR not supported" in str(exc.value)
+    assert "no text layer — the PDF holds only images and OCR is turned off" in str(exc.value)
 
 
 def test_an_empty_file_is_a_parse_error(tmp_path):

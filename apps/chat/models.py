@@ -69,6 +69,8 @@ class Citation(models.Model):
     highlights = models.JSONField(default=list, blank=True)  # the lines that match the question
     # How much thumbs-up feedback on similar questions raised this passage (docs/feedback.md).
     boost = models.FloatField(default=0.0)
+    # "ocr": the passage was recognised from a scanned page, so its words may be misread.
+    source = models.CharField(max_length=12, default="text", blank=True)
 
     class Meta:
         ordering = ["rank"]
@@ -84,7 +86,12 @@ class Citation(models.Model):
             "highlights": self.highlights,
             "url": self.url,
             "boost": round(self.boost, 4),
+            "source": self.source,
         }
+
+    @property
+    def is_ocr(self) -> bool:
+        return self.source == "ocr"
 
     @property
     def url(self) -> str | None:

@@ -268,6 +268,7 @@ def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
             text=p.text,
             highlights=key_lines(question, p.text),
             boost=getattr(p, "boost", 0.0),
+            source=getattr(p, "source", "text"),
         )
         for i, p in enumerate(passages)
     ]
@@ -365,7 +366,9 @@ def answer_result(
         "narrative": narrative,
         "ungrounded": done.get("ungrounded", []) if done else [],
         "citations": [
-            {"document": c["document"], "page": c["page"], "score": c["score"], "text": c["text"]} for c in citations
+            {"document": c["document"], "page": c["page"], "score": c["score"], "text": c["text"],
+             "source": c.get("source", "text")}
+            for c in citations
         ],
         "similar_incidents": [
             {"id": s["id"], "title": s["title"], "cause": s["cause"], "remedy": s["remedy"], "score": s["score"]}

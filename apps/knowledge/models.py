@@ -4,13 +4,18 @@ from django.db import models
 
 class Document(models.Model):
     class Status(models.TextChoices):
+        AWAITING = "awaiting", "Awaiting your choice"  # looks like a new version of a manual: replace or keep both?
         QUEUED = "queued", "Queued"
         PARSING = "parsing", "Parsing"
+        OCR = "ocr", "Reading scans (OCR)"
         EMBEDDING = "embedding", "Embedding"
         INDEXED = "indexed", "Indexed"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        SUPERSEDED = "superseded", "Replaced by a newer version"
 
-    IN_PROGRESS = (Status.QUEUED, Status.PARSING, Status.EMBEDDING)
+    IN_PROGRESS = (Status.QUEUED, Status.PARSING, Status.OCR, Status.EMBEDDING)
+    WORKING = (Status.PARSING, Status.OCR, Status.EMBEDDING)  # a worker holds it
 
     original_name = models.CharField(max_length=255)
     stored_path = models.CharField(max_length=500, help_text="Relative to the upload directory")
@@ -25,6 +30,15 @@ class Document(models.Model):
     chunks_done = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     empty_pages = models.JSONField(default=list, blank=True)
+    # How each page's text was read when not straight from the text layer: {"ocr": [10, 11],
+    # "repaired": [1, 2], "pdfium": [4]} (physical page numbers), set by the worker.
+    page_sources = models.JSONField(default=dict, blank=True)
+    # The manual this one replaces (status AWAITING until the admin chooses; once this version
+    # is indexed the previous one is SUPERSEDED and its passages leave the index).
+    previous_version = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_versions"
+    )
+    cancel_requested = models.BooleanField(default=False)
     # What the manual is (file name words + the PDF's own title), set by the worker; used to
     # tell which manual a question names (apps/knowledge/retrieval.py).
     title = models.CharField(max_length=400, blank=True)
@@ -54,11 +68,20 @@ class Document(models.Model):
     def percent(self) -> int:
         if self.status == self.Status.INDEXED:
             return 100
-        if self.status == self.Status.EMBEDDING and self.chunks_total:
-            return 10 + int(90 * self.chunks_done / self.chunks_total)
-        if self.status == self.Status.PARSING:
+        if self.status in self.WORKING and self.page_count:
+            return 5 + int(95 * min(self.pages_done, self.page_count) / self.page_count)
+        if self.status in self.WORKING:
             return 5
         return 0
+
+    @property
+    def ocr_pages(self) -> list[int]:
+        return list((self.page_sources or {}).get("ocr", []))
+
+    @property
+    def repaired_pages(self) -> list[int]:
+        sources = self.page_sources or {}
+        return sorted(set(sources.get("repaired", [])) | set(sources.get("pdfium", [])))
 
     def progress_payload(self) -> dict:
         return {
@@ -73,6 +96,7 @@ class Document(models.Model):
             "chunks_done": self.chunks_done,
             "chunks_total": self.chunks_total,
             "percent": self.percent,
+            "cancel_requested": self.cancel_requested,
             "updated": self.updated.isoformat() if self.updated else None,
         }
 

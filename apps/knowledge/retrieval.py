@@ -141,6 +141,7 @@ def _passage(hit: Hit) -> Passage | None:
             title=str(meta.get("title", "")),
             heading=str(meta.get("heading", "")),
             lexical=hit.lexical,
+            source=str(meta.get("source", "text")),
         )
     except (KeyError, ValueError):
         return None

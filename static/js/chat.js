@@ -248,6 +248,11 @@
         head.appendChild(score);
       }
       if (typeof item.boost === "number" && item.boost > 0) head.appendChild(boostBadge());
+      if (item.source === "ocr") {
+        var ocr = el("span", "ocr-badge", "OCR");
+        ocr.title = "Read by OCR from a scanned page: check the words against the page";
+        head.appendChild(ocr);
+      }
       li.appendChild(head);
 
       if (item.highlights && item.highlights.length) {

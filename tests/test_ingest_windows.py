@@ -1,0 +1,146 @@
+"""Ingest a window of pages at a time: per-page progress, cancel between pages, nothing half-indexed."""
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from apps.knowledge import services
+from apps.knowledge.models import Document
+from apps.knowledge.services import document_ingest
+from apps.knowledge.vector_index import get_vector_index
+from ingest.index import LocalGeneration, SearchIndex, build_vector_store
+from ingest.pipeline import IngestCancelled, ingest_file
+from models.embedding import get_embedder
+from tests.factories import make_pdf, stored_node_ids
+
+
+def _pages(count: int) -> list[str]:
+    return [
+        f"Section {n} Relay board {n}\nRelay K{n} switches the pump {n} contactor. "
+        f"Check fuse F{n} rated {n} A before replacing relay K{n}."
+        for n in range(1, count + 1)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _no_task_dispatch():
+    with mock.patch("apps.knowledge.tasks.ingest_document_task.delay"), mock.patch(
+        "apps.knowledge.tasks.delete_vectors_task.delay"
+    ):
+        yield
+
+
+@pytest.fixture
+def broadcasts():
+    payloads: list[dict] = []
+    with mock.patch("apps.knowledge.services.broadcast", side_effect=lambda d: payloads.append(d.progress_payload())):
+        yield payloads
+
+
+def _add(tmp_path: Path, name: str, data: bytes) -> Document:
+    path = tmp_path / "incoming" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    document, created = services.document_add_path(path=path)
+    assert created
+    return document
+
+
+def test_pages_are_indexed_a_window_at_a_time_with_per_page_progress(db, tmp_path, settings, broadcasts):
+    settings.NANOSENTRI_INGEST_WINDOW_PAGES = 4
+    document = _add(tmp_path, "relays.pdf", make_pdf(_pages(10)))
+
+    document_ingest(document_id=document.pk)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.INDEXED
+    assert document.page_count == document.pages_done == 10
+    embedding = [p["pages_done"] for p in broadcasts if p["status"] == "embedding"]
+    assert embedding == [4, 8, 10]  # one step per window, by page
+    assert [p["percent"] for p in broadcasts if p["status"] == "embedding"] == sorted(
+        p["percent"] for p in broadcasts if p["status"] == "embedding"
+    )
+    ids = stored_node_ids(get_vector_index(), document.pk)
+    assert sorted(ids) == sorted(f"doc{document.pk}-chunk{i}" for i in range(document.chunk_count))
+
+
+def test_a_heading_carries_across_windows(tmp_path):
+    pages = ["3. Relay outputs\nThe relays are rated for mains voltage.", "Relay K1 drives the pump contactor coil."]
+    path = tmp_path / "two.pdf"
+    path.write_bytes(make_pdf(pages))
+    index = SearchIndex(build_vector_store("memory", collection="windows-heading"), get_embedder(),
+                        generation=LocalGeneration())
+    ingest_file(path, document_id=1, file_name="two.pdf", index=index, embedder=index.embedder, chunk_tokens=200,
+                chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, window_pages=1)
+    hits = index.lexical_search(["k1"], top_k=5)
+    assert hits and hits[0].metadata["page"] == 2
+    assert hits[0].metadata["heading"] == "3. Relay outputs"
+
+
+def test_cancel_stops_between_windows_and_leaves_nothing_indexed(db, tmp_path, settings, broadcasts):
+    settings.NANOSENTRI_INGEST_WINDOW_PAGES = 2
+    document = _add(tmp_path, "long.pdf", make_pdf(_pages(12)))
+    index = get_vector_index()
+    real_add = index.add_entries
+    written = []
+
+    def add_then_cancel(entries, vectors):
+        real_add(entries, vectors)
+        written.append(len(entries))
+        if len(written) == 2:  # the admin presses Cancel while page 4 is being embedded
+            services.document_cancel(document=Document.objects.get(pk=document.pk))
+
+    with mock.patch.object(index, "add_entries", side_effect=add_then_cancel):
+        result = document_ingest(document_id=document.pk)
+
+    assert result.status == Document.Status.CANCELLED
+    assert len(written) == 2  # no window after the cancel
+    assert stored_node_ids(index, document.pk) == []
+    assert broadcasts[-1]["status"] == "cancelled"
+    # Re-index starts it again from scratch.
+    services.document_reindex(document=result)
+    result.refresh_from_db()
+    assert result.status == Document.Status.QUEUED and not result.cancel_requested
+    document_ingest(document_id=document.pk)
+    result.refresh_from_db()
+    assert result.status == Document.Status.INDEXED
+    assert len(stored_node_ids(index, document.pk)) == result.chunk_count
+
+
+def test_a_queued_document_is_cancelled_at_once_and_the_worker_skips_it(db, tmp_path, broadcasts):
+    document = _add(tmp_path, "queued.pdf", make_pdf(_pages(2)))
+
+    services.document_cancel(document=document)
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.CANCELLED
+    assert document_ingest(document_id=document.pk) is None  # the worker does not claim it
+    document.refresh_from_db()
+    assert document.status == Document.Status.CANCELLED
+    assert stored_node_ids(get_vector_index(), document.pk) == []
+
+
+def test_cancel_raises_inside_the_pipeline_before_any_write(tmp_path):
+    path = tmp_path / "p.pdf"
+    path.write_bytes(make_pdf(_pages(3)))
+    index = SearchIndex(build_vector_store("memory", collection="windows-cancel"), get_embedder(),
+                        generation=LocalGeneration())
+    with pytest.raises(IngestCancelled):
+        ingest_file(path, document_id=7, file_name="p.pdf", index=index, embedder=index.embedder, chunk_tokens=200,
+                    chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, cancelled=lambda: True)
+    assert index.count() == 0
+
+
+def test_the_cancel_button_and_view(db, client, admin_user, tmp_path):
+    document = _add(tmp_path, "queued.pdf", make_pdf(_pages(2)))
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.EMBEDDING, page_count=2, pages_done=1)
+    client.force_login(admin_user)
+
+    row = client.get(f"/documents/{document.pk}/row/").content.decode()
+    assert f"/documents/{document.pk}/cancel/" in row and "page 1 of 2" in row
+
+    response = client.post(f"/documents/{document.pk}/cancel/")
+    assert response.status_code == 302
+    document.refresh_from_db()
+    assert document.cancel_requested and document.status == Document.Status.EMBEDDING  # the worker finishes it
+    assert "cancelling" in client.get(f"/documents/{document.pk}/row/").content.decode()
