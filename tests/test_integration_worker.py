@@ -213,7 +213,7 @@ def test_a_killed_ingest_is_redone_without_duplicates(client, admin_user, quick_
     worker_factory()  # a new worker picks the interrupted document up again
     doc = _wait_status(doc.pk, {"indexed", "failed"})
     assert doc.status == "indexed", doc.error
-    assert doc.empty_pages == [10, 11]
+    assert doc.page_sources.get("ocr") == [10, 11] and doc.empty_pages == []
     assert _vector_count(doc.pk) == doc.chunk_count
 
 
@@ -248,3 +248,75 @@ def test_progress_reaches_the_channel_layer_when_it_is_shared(client, admin_user
     statuses = async_to_sync(listen_while_uploading)()
     assert statuses and statuses[-1] == "indexed", statuses
     assert "embedding" in statuses
+
+
+def _wait_recording(pk, statuses, timeout=300):
+    """Like _wait_status, also returning every status seen on the way."""
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = Document.objects.get(pk=pk)
+        if not seen or seen[-1] != doc.status:
+            seen.append(doc.status)
+        if doc.status in statuses:
+            return doc, seen
+        time.sleep(0.2)
+    raise AssertionError(f"document {pk} never reached {statuses}; seen {seen}")
+
+
+def test_scanned_pages_are_read_by_ocr_and_cited_as_such(client, admin_user, quick_start, worker_factory):
+    worker_factory()
+    client.force_login(admin_user)
+    doc, seen = _wait_recording(_upload(client, quick_start).pk, {"indexed", "failed"})
+    assert doc.status == "indexed", doc.error
+    assert "ocr" in seen, seen  # the progress shows the OCR step
+    assert doc.page_sources["ocr"] == [10, 11] and doc.empty_pages == []
+
+    # Page 10 is a picture of the troubleshooting flowchart, page 11 of the wiring diagram.
+    passages, _ = passages_search("Ender-3 troubleshooting flowchart: the hot bed is not heated, what do I check?")
+    assert (passages[0].page, passages[0].source) == (10, "ocr"), [(p.page, p.text[:60]) for p in passages]
+    passages, _ = passages_search("Ender-3 circuit wiring diagram: where is the bed thermistor connected?")
+    assert 11 in [p.page for p in passages[:3]], [(p.page, p.text[:60]) for p in passages]
+    assert "thermistor" in next(p for p in passages if p.page == 11).text.lower()
+    page = client.get("/documents/").content.decode()
+    assert "Read by OCR: pages 10–11" in page
+
+
+def test_a_broken_text_layer_is_repaired_and_its_numbers_cited(client, admin_user, worker_factory):
+    from tests.conftest import SHARED
+
+    path = SHARED / "library" / "LibreSolar_MPPT-1210-HUS_User_Manual.pdf"
+    if not path.exists():
+        pytest.skip(f"shared manuals not found under {SHARED} (CI always has them)")
+    worker_factory()
+    client.force_login(admin_user)
+    doc = _wait_status(_upload(client, path).pk, {"indexed", "failed"})
+    assert doc.status == "indexed", doc.error
+    assert 9 in doc.repaired_pages and not doc.ocr_pages
+
+    passages, _ = passages_search("What is the maximum charge current of the MPPT 1210 HUS?")
+    assert passages[0].page == 9 and "Maximum charge current 10 A" in passages[0].text, passages[0]
+    passages, _ = passages_search("What is the topping / absorption voltage of the MPPT 1210 HUS?")
+    spec = next((p for p in passages[:3] if p.page == 10), None)  # page 5 explains the topping stage
+    assert spec and "Topping / absorption voltage 14.4 V" in spec.text, [(p.page, p.text[:80]) for p in passages]
+    assert "/one.pnum" not in " ".join(p.text for p in passages)
+    page = client.get("/documents/").content.decode()
+    assert "Text layer repaired: pages 1–11" in page
+
+
+def test_an_admin_cancels_a_long_ingest(client, admin_user, worker_factory, tmp_path):
+    from tests.factories import make_pdf
+
+    pages = [f"Pump {n} relay K{n} wiring and fuse F{n}. " * 20 for n in range(400)]
+    path = tmp_path / "long-manual.pdf"
+    path.write_bytes(make_pdf(pages))
+    worker_factory(NANOSENTRI_INGEST_WINDOW_PAGES="4")
+    client.force_login(admin_user)
+    doc = _wait_status(_upload(client, path).pk, {"embedding", "indexed", "failed"})
+    assert doc.status == "embedding", doc.error
+
+    assert client.post(f"/documents/{doc.pk}/cancel/").status_code == 302
+
+    doc = _wait_status(doc.pk, {"cancelled", "indexed", "failed"}, timeout=120)
+    assert doc.status == "cancelled", doc.error
+    assert doc.pages_done < 400
+    assert _vector_count(doc.pk) == 0
