@@ -20,6 +20,31 @@ application = ProtocolTypeRouter(
     }
 )
 
+
+
+def _daphne_without_form_parsing() -> None:
+    """Twisted, under daphne, parses every multipart POST body a second time, in memory, only to
+    throw the result away (Django parses uploads itself, streaming them to disk): a 120 MB upload
+    took the web process from 120 MB to 1.5 GB, so a batch of manuals could kill it. It also
+    answers a bare 400 to a body it cannot parse, before the app can say why. Turn it off."""
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # another ASGI server
+        return
+    if getattr(WebRequest, "_form_parsing_off", False):
+        return
+    init = WebRequest.__init__
+
+    def __init__(self, *args, **kwargs):
+        kwargs["parsePOSTFormSubmission"] = False  # twisted.web.http.Request's own switch
+        init(self, *args, **kwargs)
+
+    WebRequest.__init__ = __init__
+    WebRequest._form_parsing_off = True
+
+
+_daphne_without_form_parsing()
+
 if os.environ.get("NANOSENTRI_WARMUP") == "1":
     from apps.chat.warmup import start_warmup
 

@@ -496,6 +496,8 @@ def test_the_openapi_schema_documents_every_operation(client):
     assert operations == {
         ("get", "/api/v1/incidents"), ("post", "/api/v1/incidents"), ("get", "/api/v1/incidents/{incident_id}"),
         ("patch", "/api/v1/incidents/{incident_id}"), ("post", "/api/v1/ask"),
+        ("get", "/api/v1/documents"), ("post", "/api/v1/documents"), ("get", "/api/v1/documents/{document_id}"),
+        ("post", "/api/v1/documents/{document_id}/replace"), ("post", "/api/v1/documents/{document_id}/keep"),
     }
     assert schema["components"]["securitySchemes"] == {"ApiTokenAuth": {"type": "http", "scheme": "bearer"}}
 

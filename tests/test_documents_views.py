@@ -412,17 +412,17 @@ def test_the_row_of_an_unknown_document_is_404(admin_client):
     assert admin_client.get(f"{URL}9999/row/").status_code == 404
 
 
-def test_an_encrypted_pdf_upload_is_accepted_and_left_to_the_worker(
-    admin_client, ingest_delay, on_commit
-):
-    # The upload only checks name, size and duplicates; parsing problems surface in the worker.
+def test_an_encrypted_pdf_upload_is_rejected_at_once(admin_client, ingest_delay, on_commit):
+    # The admin learns it at upload time, not from a failed row later (tests/test_uploads.py).
     data = make_pdf(["secret"], user_password="secret")
 
     with on_commit(execute=True):
-        admin_client.post(URL, {"files": [upload("locked.pdf", data, "application/pdf")]})
+        response = admin_client.post(URL, {"files": [upload("locked.pdf", data, "application/pdf")]})
 
-    assert Document.objects.get().status == Document.Status.QUEUED
-    ingest_delay.assert_called_once()
+    assert Document.objects.count() == 0
+    assert stored_files() == []
+    ingest_delay.assert_not_called()
+    assert messages_of(response) == ["locked.pdf: encrypted PDF: remove the password and upload it again"]
 
 
 def test_uploading_a_failed_file_again_tries_again(client, admin_user, tmp_path, django_capture_on_commit_callbacks):

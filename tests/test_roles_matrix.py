@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from apps.accounts.roles import ADMIN, SUPERVISOR, TECHNICIAN
@@ -61,6 +62,9 @@ ROUTES = [
     Route("knowledge:row", args=lambda w: [w["document"].pk], expect=ADMINS),
     Route("knowledge:reindex", args=lambda w: [w["document"].pk], method="post", expect=ADMINS),
     Route("knowledge:delete", args=lambda w: [w["document"].pk], method="post", expect=ADMINS),
+    Route("knowledge:cancel", args=lambda w: [w["document"].pk], method="post", expect=ADMINS),
+    Route("knowledge:replace", args=lambda w: [w["awaiting"].pk], method="post", expect=ADMINS),
+    Route("knowledge:keep", args=lambda w: [w["awaiting"].pk], method="post", expect=ADMINS),
     Route("knowledge:file", args=lambda w: [w["document"].pk]),
     Route("chat:chat"),
     # Conversations are private: even a supervisor gets a 404 for someone else's.
@@ -110,6 +114,14 @@ ROUTES += [
           data=lambda w: {"priority": "high"}, expect=API_STAFF | {"technician": "404"}),
     Route("api-v1:ask", token=True, method="post", json=True, data=lambda w: {"question": "Why is the heater off?"},
           expect=API_STAFF),
+    Route("api-v1:document_list", token=True, expect=API_STAFF),
+    Route("api-v1:document_detail", token=True, args=lambda w: [w["document"].pk], expect=API_STAFF),
+    Route("api-v1:document_upload", token=True, method="post", expect=_expect(anonymous="401", admin="ok"),
+          data=lambda w: {"files": SimpleUploadedFile("notes.txt", b"Fuse F2 protects the heater.")}),
+    Route("api-v1:document_replace", token=True, method="post", args=lambda w: [w["awaiting"].pk],
+          expect=_expect(anonymous="401", admin="ok")),
+    Route("api-v1:document_keep", token=True, method="post", args=lambda w: [w["awaiting"].pk],
+          expect=_expect(anonymous="401", admin="ok")),
 ]
 
 WEBSOCKETS = {
@@ -154,6 +166,10 @@ def _world(django_user_model, settings, tmp_path):
     (tmp_path / "manual.txt").write_text("Heater fuse F2 protects the 24 V heater supply.")
     document = Document.objects.create(original_name="manual.txt", stored_path="manual.txt", extension="txt",
                                        size_bytes=47, content_hash="0" * 64, status=Document.Status.INDEXED)
+    (tmp_path / "manual-v2.txt").write_text("Heater fuse F2 protects the 24 V heater supply. Rev B: 3 A.")
+    awaiting = Document.objects.create(original_name="manual-v2.txt", stored_path="manual-v2.txt", extension="txt",
+                                       size_bytes=58, content_hash="1" * 64, status=Document.Status.AWAITING,
+                                       previous_version=document)
     conversation = Conversation.objects.create(user=users["technician"], title="heater")
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content="Why is the heater off?")
     answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, content="Check fuse F2.",
@@ -162,7 +178,7 @@ def _world(django_user_model, settings, tmp_path):
     other_asset = Asset.objects.create(asset_id="WXT536-09", name="Mast 9", device_type=asset.device_type)
     incident = incident_create(reporter=users["technician"], asset=asset, title="Heater dead", symptom="ice")
     other = incident_create(reporter=users["supervisor"], asset=other_asset, title="Wind noise", symptom="gusts")
-    return {"users": users, "asset": asset, "document": document, "conversation": conversation,
+    return {"users": users, "asset": asset, "document": document, "awaiting": awaiting, "conversation": conversation,
             "incident": incident, "other_incident": other, "answer": answer, "feedback": feedback}
 
 

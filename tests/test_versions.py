@@ -133,3 +133,57 @@ def test_deleting_the_current_version_deletes_the_earlier_ones(db, tmp_path):
 
     assert not Document.objects.filter(pk__in=[old.pk, new.pk]).exists()
     assert not old_path.exists()
+
+
+def test_an_upload_with_the_name_of_a_current_manual_awaits_the_admins_choice(db, tmp_path, client, admin_user):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    old = _add(tmp_path, "Pump_Manual_rev1.pdf", make_pdf([OLD]))
+    document_ingest(document_id=old.pk)
+    client.force_login(admin_user)
+
+    response = client.post("/documents/", {"files": SimpleUploadedFile("Pump_Manual_rev2.pdf", make_pdf([NEW]))},
+                           follow=True)
+
+    new = Document.objects.get(original_name="Pump_Manual_rev2.pdf")
+    assert new.status == Document.Status.AWAITING and new.previous_version == old
+    page = response.content.decode()
+    assert "looks like a new version of “Pump_Manual_rev1.pdf”" in page
+    assert f"/documents/{new.pk}/replace/" in page and f"/documents/{new.pk}/keep/" in page
+    # Nothing was sent to the worker yet, and the current version keeps answering.
+    old.refresh_from_db()
+    assert old.status == Document.Status.INDEXED
+
+
+def test_the_api_uploads_a_new_version_that_replaces_the_old_once_indexed(db, tmp_path, admin_user):
+    from django.test import Client
+
+    from apps.api.services import api_token_create
+
+    old = _add(tmp_path, "Pump_Manual_rev1.pdf", make_pdf([OLD]))
+    document_ingest(document_id=old.pk)
+    _, secret = api_token_create(user=admin_user, name="cmms")
+    api = Client(headers={"Authorization": f"Bearer {secret}"})
+
+    asked = api.post("/api/v1/documents", {"files": [_upload("Pump_Manual_rev2.pdf", make_pdf([NEW]))]}).json()
+    assert asked["results"][0]["outcome"] == "awaiting"
+    new_id = asked["results"][0]["document"]["id"]
+    chosen = api.post(f"/api/v1/documents/{new_id}/replace").json()
+    assert chosen["status"] == "queued" and chosen["previous_version"] == old.pk
+    assert api.post(f"/api/v1/documents/{new_id}/keep").status_code == 409  # already chosen
+
+    document_ingest(document_id=new_id)
+    detail = api.get(f"/api/v1/documents/{new_id}").json()
+    assert detail["status"] == "indexed" and detail["earlier_versions"] == [old.pk]
+    assert [d["id"] for d in api.get("/api/v1/documents").json()["items"]] == [new_id]
+
+    # new_version=replace in the upload itself: no question asked.
+    third = api.post("/api/v1/documents", {"files": [_upload("Pump_Manual_rev3.pdf", make_pdf([NEW + " Rev C."]))],
+                                           "new_version": "replace"}).json()["results"][0]
+    assert third["outcome"] == "queued" and "replaces “Pump_Manual_rev2.pdf”" in third["reason"]
+
+
+def _upload(name: str, data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, data, content_type="application/pdf")

@@ -6,12 +6,14 @@ token acts as its user. The schema is at /api/v1/openapi.json and the interactiv
 """
 from __future__ import annotations
 
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent, ValidationError
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as RequestValidationError
 
-from apps.api import ask, incidents
+from apps.api import ask, documents, incidents
 from apps.api.auth import ApiTokenAuth
 from apps.chat.services import InvalidContext, InvalidQuestion
 
@@ -27,6 +29,7 @@ api = NinjaAPI(
 )
 api.add_router("", incidents.router)
 api.add_router("", ask.router)
+api.add_router("", documents.router)
 
 
 def _unprocessable(request, detail: str, errors: dict[str, list[str]]):
@@ -45,6 +48,19 @@ def _unauthorized(request, exc):
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request, exc):
     return api.create_response(request, {"detail": "The request body is too large."}, status=413)
+
+
+@api.exception_handler(TooManyFilesSent)
+def _too_many_files(request, exc):
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+    return api.create_response(
+        request, {"detail": f"Too many files in one request: at most {limit}; send them in smaller batches."}, status=413
+    )
+
+
+@api.exception_handler(MultiPartParserError)
+def _unreadable_multipart(request, exc):
+    return api.create_response(request, {"detail": f"The multipart body cannot be read: {exc}"}, status=400)
 
 
 @api.exception_handler(RequestValidationError)

@@ -199,6 +199,7 @@ class AskCitation(Schema):
     page: int | None
     score: float = Field(description="retrieval similarity, 0–1")
     text: str
+    source: str = Field("text", description="how the page was read: text, repaired, pdfium or ocr (a scan: words may be misread)")
 
 
 class AskSimilarIncident(Schema):
@@ -262,3 +263,98 @@ class AskOut(Schema):
     message: int | None = Field(description="id of the answer message")
     error: str | None = Field(None, description="only when the answer failed")
     error_code: str | None = Field(None, description="only when the answer failed, e.g. model_unavailable")
+
+
+# --- Documents (apps/api/documents.py) -------------------------------------------------------
+# Imported here, not at the top, so this section stays one block appended to the file.
+import enum  # noqa: E402
+
+from apps.knowledge.models import Document  # noqa: E402
+from apps.knowledge.uploads import Outcome  # noqa: E402
+
+# Document.Status under its own name: the schema's "Status" is the incident's.
+DocumentStatus = enum.StrEnum("DocumentStatus", {s.name: s.value for s in Document.Status})
+
+
+class DocumentRef(Schema):
+    id: int
+    name: str = Field(description="the file name as uploaded")
+    status: DocumentStatus
+
+    @staticmethod
+    def resolve_name(obj: Document) -> str:
+        return obj.original_name
+
+
+class DocumentOut(Schema):
+    id: int
+    name: str = Field(description="the file name as uploaded")
+    title: str = Field(description="what the manual is (file name words and the PDF's title), set once indexed")
+    status: DocumentStatus
+    error: str = Field(description="why indexing failed or stopped; empty otherwise")
+    pages: int | None = Field(description="pages read (null until parsed)")
+    chunks: int | None = Field(description="passages indexed (null until indexed)")
+    size_bytes: int
+    created: datetime = Field(description="when it was uploaded")
+    updated: datetime
+    indexed_at: datetime | None
+    url: str = Field(description="the original file (needs a session login in the web app)")
+    previous_version: int | None = Field(
+        description="the manual this one replaces (status awaiting: waiting for replace or keep; once this one is "
+        "indexed the previous one is superseded)"
+    )
+    earlier_versions: list[int] = Field(description="ids of the versions this one replaced, newest first")
+    ocr_pages: list[int] = Field(description="pages read by OCR (scans): their passages are marked as such")
+    repaired_pages: list[int] = Field(description="pages whose broken text layer was repaired or read again")
+    empty_pages: list[int] = Field(description="pages without readable text")
+
+    @staticmethod
+    def resolve_name(obj: Document) -> str:
+        return obj.original_name
+
+    @staticmethod
+    def resolve_pages(obj: Document) -> int | None:
+        return obj.page_count
+
+    @staticmethod
+    def resolve_chunks(obj: Document) -> int | None:
+        return obj.chunk_count
+
+    @staticmethod
+    def resolve_previous_version(obj: Document) -> int | None:
+        return obj.previous_version_id
+
+    @staticmethod
+    def resolve_earlier_versions(obj: Document) -> list[int]:
+        return [d.pk for d in getattr(obj, "earlier_versions", [])]
+
+    @staticmethod
+    def resolve_url(obj: Document, context) -> str:
+        from django.urls import reverse
+
+        path = reverse("knowledge:file", args=[obj.pk])
+        request = context.get("request") if context else None
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class DocumentPage(Schema):
+    total: int = Field(description="documents matching the filters (all pages)")
+    limit: int
+    offset: int
+    items: list[DocumentOut]
+
+
+class UploadResult(Schema):
+    name: str = Field(description="the file name as uploaded")
+    outcome: Outcome = Field(
+        description="queued: stored and sent to the worker; duplicate: identical content is already in the "
+        "library (nothing new stored); rejected: not stored, see reason; awaiting: stored, looks like a new "
+        "version of a current manual — POST /documents/{id}/replace or /keep (or upload with new_version). "
+        "The set may grow."
+    )
+    reason: str = Field(description="a sentence for people, e.g. 'queued for indexing', 'empty file (0 bytes)'")
+    document: DocumentRef | None = Field(description="the stored document, or the identical one already there")
+
+
+class UploadResults(Schema):
+    results: list[UploadResult] = Field(description="one per file, in the order sent")

@@ -6,17 +6,20 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class MultipleFileField(forms.FileField):
+    """Several files; each is judged on its own later (apps.knowledge.uploads), so an empty or
+    otherwise bad file is one rejected file, never a reason to refuse the whole form."""
+
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".pdf,.txt,.md,.log,.csv"}))
+        kwargs.setdefault("allow_empty_file", True)  # "empty file" is that file's outcome
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
+        files = data if isinstance(data, (list, tuple)) else [data] if data else []
+        if not files:
+            raise forms.ValidationError("Choose at least one file.", code="required")
         single = super().clean
-        if isinstance(data, (list, tuple)):
-            if not data:
-                raise forms.ValidationError("Choose at least one file.")
-            return [single(d, initial) for d in data]
-        return [single(data, initial)]
+        return [single(d, initial) for d in files]
 
 
 class UploadForm(forms.Form):

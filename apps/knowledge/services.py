@@ -8,9 +8,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.knowledge.models import Document
@@ -21,7 +22,11 @@ log = logging.getLogger(__name__)
 
 
 class UploadRejected(Exception):
-    """The file was not accepted; the message says why."""
+    """The file was not accepted: ``reason`` says why; ``str(exc)`` is "<name>: <reason>"."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason = name, reason
 
 
 def _upload_dir() -> Path:
@@ -34,30 +39,55 @@ def document_path(document: Document) -> Path:
     return Path(settings.UPLOAD_DIR) / document.stored_path
 
 
+def _megabytes(size: int, limit_mb: int) -> str:
+    text = f"{size / 1024 / 1024:.1f} MB"
+    # "1.0 MB is over the 1 MB limit" reads like a bug: show the bytes when rounding hides the excess.
+    return text if float(text.split()[0]) > limit_mb else f"{size:,} bytes"
+
+
 def _check_name_and_size(name: str, size: int | None) -> str:
     extension = Path(name).suffix.lower()
     if extension not in SUPPORTED_EXTENSIONS:
         allowed = ", ".join(sorted(e.lstrip(".").upper() for e in SUPPORTED_EXTENSIONS))
-        raise UploadRejected(f"{name}: unsupported file type {extension or '(none)'} (allowed: {allowed})")
-    limit = settings.NANOSENTRI_MAX_UPLOAD_MB * 1024 * 1024
-    if size is not None and size > limit:
-        raise UploadRejected(
-            f"{name}: {size / 1024 / 1024:.1f} MB is over the {settings.NANOSENTRI_MAX_UPLOAD_MB} MB limit"
-        )
+        raise UploadRejected(name, f"unsupported file type {extension or '(none)'} (allowed: {allowed})")
+    limit_mb = settings.NANOSENTRI_MAX_UPLOAD_MB
+    if size is not None and size > limit_mb * 1024 * 1024:
+        raise UploadRejected(name, f"{_megabytes(size, limit_mb)} is over the {limit_mb} MB limit")
     if size == 0:
-        raise UploadRejected(f"{name}: the file is empty")
+        raise UploadRejected(name, "empty file (0 bytes)")
     return extension
 
 
-def document_store(*, name: str, chunks, size: int | None = None, user=None) -> tuple[Document, bool]:
+def _clean_name(name: str) -> str:
+    # Only the base name, without control characters (NUL cannot be stored in PostgreSQL) or
+    # lone surrogates (cannot be encoded).
+    name = os.path.basename(name.replace("\\", "/"))
+    name = "".join(ch for ch in name if ch >= " " and ch != "\x7f")
+    name = name.encode("utf-8", "replace").decode("utf-8").strip()
+    return name[:255] or "unnamed"
+
+
+def document_store(
+    *, name: str, chunks, size: int | None = None, user=None, check: Callable[[Path, str], str | None] | None = None,
+    new_version: str = "ask",
+) -> tuple[Document, bool]:
     """Store a file (given as an iterable of byte chunks) and queue it for ingestion.
 
     Returns (document, created). Identical content already stored returns the existing
-    document and costs no new embeddings.
+    document and costs no new embeddings; if that document had failed, it is queued again and
+    its ``requeued`` attribute is True.
+
+    ``check(path, extension)`` looks at the received content (still a temporary file) and
+    returns why it is refused, or None (see apps.knowledge.uploads). Whatever is refused, by
+    name, size or content, leaves no file and no row behind: ``UploadRejected``.
+
+    A file that looks like a new version of a current manual (apps.knowledge.versions) is, by
+    ``new_version``: "ask" — stored and left ``awaiting`` the admin's choice; "replace" — queued to
+    replace it once indexed; "keep" — queued as a manual of its own.
     """
-    name = os.path.basename(name)[:255] or "unnamed"
+    name = _clean_name(name)
     extension = _check_name_and_size(name, size)
-    limit = settings.NANOSENTRI_MAX_UPLOAD_MB * 1024 * 1024
+    limit_mb = settings.NANOSENTRI_MAX_UPLOAD_MB
     digest = hashlib.sha256()
     written = 0
     upload_dir = _upload_dir()
@@ -65,52 +95,74 @@ def document_store(*, name: str, chunks, size: int | None = None, user=None) -> 
         try:
             for piece in chunks:
                 written += len(piece)
-                if written > limit:
-                    raise UploadRejected(f"{name}: over the {settings.NANOSENTRI_MAX_UPLOAD_MB} MB limit")
+                if written > limit_mb * 1024 * 1024:
+                    raise UploadRejected(name, f"over the {limit_mb} MB limit")
                 digest.update(piece)
                 tmp.write(piece)
         except BaseException:
             tmp.close()
             os.unlink(tmp.name)
             raise
-    if written == 0:
+    try:
+        if written == 0:
+            raise UploadRejected(name, "empty file (0 bytes)")
+        problem = check(Path(tmp.name), extension) if check is not None else None
+        if problem:
+            raise UploadRejected(name, problem)
+    except BaseException:
         os.unlink(tmp.name)
-        raise UploadRejected(f"{name}: the file is empty")
+        raise
     content_hash = digest.hexdigest()
     existing = Document.objects.filter(content_hash=content_hash).first()
     if existing:
         os.unlink(tmp.name)
-        if existing.status == Document.Status.FAILED:
-            # Uploading a failed file again is a request to try again (the cause may be fixed).
-            with transaction.atomic():
-                document_queue(document=existing)
-        return existing, False
+        return _existing_again(existing), False
     stored = Path(content_hash[:2]) / f"{content_hash}{extension}"
     (upload_dir / stored).parent.mkdir(parents=True, exist_ok=True)
     shutil.move(tmp.name, upload_dir / stored)
-    with transaction.atomic():
-        document = Document.objects.create(
-            original_name=name,
-            stored_path=str(stored),
-            extension=extension,
-            size_bytes=written,
-            content_hash=content_hash,
-            uploaded_by=user if getattr(user, "is_authenticated", False) else None,
-        )
-        document_queue(document=document)
+    previous = None
+    if new_version != "keep":
+        from apps.knowledge.versions import embedded_title, version_candidate
+
+        previous = version_candidate(file_name=name, embedded_title=embedded_title(upload_dir / stored, extension))
+    try:
+        with transaction.atomic():
+            document = Document.objects.create(
+                original_name=name,
+                stored_path=str(stored),
+                extension=extension,
+                size_bytes=written,
+                content_hash=content_hash,
+                uploaded_by=user if getattr(user, "is_authenticated", False) else None,
+                previous_version=previous,
+                status=Document.Status.AWAITING if previous else Document.Status.QUEUED,
+            )
+            if previous is None or new_version == "replace":
+                document_queue(document=document)
+    except IntegrityError:
+        # The same content, uploaded at the same moment by another request, won: its row owns
+        # the stored file (the same bytes, the same path), so the file stays.
+        existing = Document.objects.filter(content_hash=content_hash).first()
+        if existing is None:
+            raise
+        return _existing_again(existing), False
     return document, True
 
 
-def document_upload(*, uploaded_file, user) -> tuple[Document, bool]:
-    """A file from a Django upload form."""
-    return document_store(name=uploaded_file.name, chunks=uploaded_file.chunks(), size=uploaded_file.size, user=user)
+def _existing_again(existing: Document) -> Document:
+    existing.requeued = existing.status == Document.Status.FAILED
+    if existing.requeued:
+        # Uploading a failed file again is a request to try again (the cause may be fixed).
+        with transaction.atomic():
+            document_queue(document=existing)
+    return existing
 
 
 def document_add_path(*, path: Path, user=None) -> tuple[Document, bool]:
     """A file on disk (the ingest command, the demo manuals)."""
     path = Path(path)
     if not path.is_file():
-        raise UploadRejected(f"{path}: no such file")
+        raise UploadRejected(str(path), "no such file")
 
     def read():
         with open(path, "rb") as f:
@@ -125,7 +177,8 @@ def document_queue(*, document: Document) -> None:
     from apps.knowledge.tasks import ingest_document_task
 
     Document.objects.filter(pk=document.pk).update(
-        status=Document.Status.QUEUED, error="", pages_done=0, chunks_done=0, chunks_total=0, updated=timezone.now()
+        status=Document.Status.QUEUED, error="", pages_done=0, chunks_done=0, chunks_total=0,
+        cancel_requested=False, updated=timezone.now()
     )
     document.refresh_from_db()
     transaction.on_commit(lambda: ingest_document_task.delay(document.pk))
@@ -144,14 +197,19 @@ def document_delete(*, document: Document) -> None:
     writing processes). Retrieval ignores chunks of documents that are not in the database,
     so the deleted manual stops being cited at once.
     """
+    from apps.knowledge.selectors import document_with_versions
     from apps.knowledge.tasks import delete_vectors_task
 
-    document_id = document.pk
-    path = document_path(document)
+    # Its earlier versions go with it: they are only listed under it.
+    doomed = [document, *document_with_versions(document.pk).earlier_versions]
+    paths = [document_path(d) for d in doomed]
     with transaction.atomic():
-        document.delete()
-        transaction.on_commit(lambda: delete_vectors_task.delay(document_id))
-    path.unlink(missing_ok=True)
+        for old in doomed:
+            document_id = old.pk
+            old.delete()
+            transaction.on_commit(lambda document_id=document_id: delete_vectors_task.delay(document_id))
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def document_vectors_delete(*, document_id: int) -> None:
@@ -191,20 +249,22 @@ class _ProgressWriter:
 
 
 def document_ingest(*, document_id: int) -> Document | None:
-    """Run in the Celery worker: parse, chunk, embed and index one document.
+    """Run in the Celery worker: read, chunk, embed and index one document, a window of pages at a time.
 
     Safe to run again for the same document (a retry, a redelivery after a killed worker,
-    a re-index): old vectors are replaced, never duplicated.
+    a re-index): old entries are replaced, never duplicated. An admin's cancel is seen between
+    pages; a new version, once indexed, takes the previous version's place.
     """
     from apps.knowledge.vector_index import get_vector_index
-    from ingest.pipeline import ingest_file
+    from ingest.pipeline import IngestCancelled, ingest_file
     from models.embedding import get_embedder
 
-    claimed = Document.objects.filter(pk=document_id).update(
+    claimed = Document.objects.filter(pk=document_id, cancel_requested=False).update(
         status=Document.Status.PARSING, started_at=timezone.now(), error="", updated=timezone.now()
     )
     if not claimed:
-        log.info("document %s is gone; nothing to ingest", document_id)
+        _cancel_if_requested(document_id)
+        log.info("document %s is gone or cancelled; nothing to ingest", document_id)
         return None
     document = Document.objects.get(pk=document_id)
     broadcast(document)
@@ -222,7 +282,12 @@ def document_ingest(*, document_id: int) -> Document | None:
             chunk_overlap=settings.NANOSENTRI_CHUNK_OVERLAP,
             batch_size=settings.NANOSENTRI_EMBEDDING_BATCH,
             progress=_ProgressWriter(document),
+            ocr_engine=ocr_engine(),
+            cancelled=lambda: Document.objects.filter(pk=document_id, cancel_requested=True).exists(),
+            window_pages=settings.NANOSENTRI_INGEST_WINDOW_PAGES,
         )
+    except IngestCancelled:
+        return _cancel_if_requested(document_id)
     except (ParseError, FileNotFoundError) as exc:
         reason = str(exc) if isinstance(exc, ParseError) else "the uploaded file is missing from storage"
         return _mark_failed(document, reason, index)
@@ -230,7 +295,7 @@ def document_ingest(*, document_id: int) -> Document | None:
         log.exception("ingest of document %s failed", document_id)
         _mark_failed(document, f"internal error: {exc.__class__.__name__}: {exc}", index)
         raise
-    updated = Document.objects.filter(pk=document_id).update(
+    updated = Document.objects.filter(pk=document_id, cancel_requested=False).update(
         status=Document.Status.INDEXED,
         page_count=result.page_count,
         pages_done=result.page_count,
@@ -238,15 +303,46 @@ def document_ingest(*, document_id: int) -> Document | None:
         chunks_done=result.chunk_count,
         chunks_total=result.chunk_count,
         empty_pages=result.empty_pages,
+        page_sources=result.page_sources,
         title=result.title[:400],
         indexed_at=timezone.now(),
         updated=timezone.now(),
     )
-    if not updated:  # deleted while we worked: take the vectors back out
+    if not updated:  # deleted or cancelled while we worked: take the entries back out
         index.delete_document(document_id)
-        return None
+        return _cancel_if_requested(document_id)
+    document.refresh_from_db()
+    if document.previous_version_id:
+        from apps.knowledge.versions import previous_version_retire
+
+        previous_version_retire(document=document, index=index)
+    broadcast(document)
+    return document
+
+
+def ocr_engine() -> str | None:
+    """The OCR engine the worker uses for pages without a usable text layer, or None when off."""
+    engine = settings.NANOSENTRI_OCR
+    return None if engine in ("", "off", "0", "false", "no", "none") else engine
+
+
+def document_cancel(*, document: Document) -> None:
+    """Ask the worker to stop this document's ingest; a queued one is cancelled at once."""
+    Document.objects.filter(pk=document.pk).update(cancel_requested=True, updated=timezone.now())
+    if document.status == Document.Status.QUEUED:
+        _cancel_if_requested(document.pk)
     document.refresh_from_db()
     broadcast(document)
+
+
+def _cancel_if_requested(document_id: int) -> Document | None:
+    """Mark a document whose cancel was asked for as cancelled (its entries are already out)."""
+    marked = Document.objects.filter(pk=document_id, cancel_requested=True).exclude(
+        status=Document.Status.CANCELLED
+    ).update(status=Document.Status.CANCELLED, error="cancelled by an admin", updated=timezone.now())
+    document = Document.objects.filter(pk=document_id).first()
+    if marked and document:
+        broadcast(document)
     return document
 
 
@@ -283,7 +379,7 @@ def documents_requeue_interrupted() -> list[int]:
     until then, never retrieved (only indexed documents are).
     """
     interrupted = list(
-        Document.objects.filter(status__in=[Document.Status.PARSING, Document.Status.EMBEDDING]).values_list("pk", flat=True)
+        Document.objects.filter(status__in=Document.WORKING).values_list("pk", flat=True)
     )
     for document in Document.objects.filter(pk__in=interrupted):
         log.warning("re-queueing interrupted ingest of document %s (%s)", document.pk, document.original_name)

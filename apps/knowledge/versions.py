@@ -52,6 +52,18 @@ def version_candidate(*, file_name: str, embedded_title: str = "", exclude_pk: i
     return None
 
 
+def embedded_title(path: Path, extension: str) -> str:
+    """The PDF's own title, if it has one (cheap: the info dictionary only)."""
+    if extension != ".pdf":
+        return ""
+    try:
+        from pypdf import PdfReader
+
+        return str((PdfReader(str(path), strict=False).metadata or {}).get("/Title") or "")
+    except Exception:  # an unreadable info dictionary is no reason to refuse the file
+        return ""
+
+
 def version_replace(*, document: Document) -> None:
     """The admin's choice: this upload replaces the manual it matched, once it is indexed."""
     from apps.knowledge.services import document_queue

@@ -14,7 +14,7 @@
 
   var liveState = document.getElementById("live-state");
   var rowUrlTemplate = table.getAttribute("data-row-url") || "/documents/0/row/";
-  var IN_PROGRESS = { queued: true, parsing: true, embedding: true };
+  var IN_PROGRESS = { queued: true, parsing: true, ocr: true, embedding: true };
 
   var pendingFetch = {}; // id -> latest payload received while the row is being fetched
   var socket = null;
@@ -41,10 +41,13 @@
   }
 
   function progressText(d) {
-    if (d.status === "queued") return "waiting for the worker";
+    if (d.status === "queued") return d.cancel_requested ? "cancelling…" : "waiting for the worker";
+    if (!IN_PROGRESS[d.status]) return "";
     var pagesTotal = d.pages === null || d.pages === undefined ? "?" : d.pages;
-    var chunksTotal = d.chunks_total ? d.chunks_total : "?";
-    return "pages " + (d.pages_done || 0) + "/" + pagesTotal + " · chunks " + (d.chunks_done || 0) + "/" + chunksTotal;
+    var text = "page " + (d.pages_done || 0) + " of " + pagesTotal + " · " + (d.chunks_done || 0) + " chunks";
+    if (d.status === "ocr") text += " · reading a scanned page";
+    if (d.cancel_requested) text += " · cancelling…";
+    return text;
   }
 
   function updateEmptyState() {
@@ -55,6 +58,12 @@
 
   function applyPayload(row, d) {
     var previous = row.getAttribute("data-status");
+    if (d.status === "superseded") {
+      // Replaced by a newer version: it is listed under that version's row from now on.
+      row.remove();
+      updateEmptyState();
+      return;
+    }
     row.setAttribute("data-status", d.status);
 
     var status = role(row, "status");
@@ -85,7 +94,7 @@
     }
     // Finished: re-read the row once from the server for what frames do not carry
     // (pages without text, etc.).
-    if (previous && IN_PROGRESS[previous] && !IN_PROGRESS[d.status]) {
+    if (previous && IN_PROGRESS[previous] !== IN_PROGRESS[d.status]) {
       fetchRow(d.id, d, true);
     }
   }
