@@ -5,7 +5,7 @@
 # ---- build stage: compilers for llama-cpp-python, the venv built by scripts/install.sh
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential cmake \
+    && apt-get install -y --no-install-recommends build-essential cmake tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # /opt/wheels (the local CPU torch wheel) doesn't exist in here: take torch's CPU
@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/root/.cache/pip scripts/install.sh
 # ---- runtime stage
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
+    && apt-get install -y --no-install-recommends libgomp1 tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 nanosentri \
     && mkdir /data && chown nanosentri:nanosentri /data

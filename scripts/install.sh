@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install NanoSentri into ./.venv (Python 3.11).
 #
-#   scripts/install.sh          runtime dependencies
+#   scripts/install.sh          runtime dependencies (+ Debian's tesseract-ocr for the worker's OCR)
 #   scripts/install.sh --dev    + test extras (requirements/dev.lock) and Debian's chromium
 #   scripts/install.sh --force  ignore the up-to-date stamps and re-check everything
 #
@@ -129,6 +129,8 @@ venv_ok() {
 
 have_chromium() { [[ -x /usr/bin/chromium ]]; }
 have_mosquitto() { [[ -x /usr/sbin/mosquitto ]]; }
+# OCR of scanned pages in the worker (ingest/ocr.py): the tesseract program and its English data.
+have_tesseract() { command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -x eng >/dev/null; }
 
 [[ -f "$BASE_LOCK" ]] || die "$BASE_LOCK not found (run from a NanoSentri checkout)"
 [[ $DEV -eq 0 || -f "$DEV_LOCK" ]] || die "$DEV_LOCK not found"
@@ -143,7 +145,7 @@ if [[ $FORCE -eq 0 ]] && venv_ok; then
     if [[ "$(cat "$BASE_STAMP" 2>/dev/null)" == "$BASE_HASH" ]]; then base_done=1; fi
     if [[ $DEV -eq 1 && "$(cat "$DEV_STAMP" 2>/dev/null)" == "$DEV_HASH" ]] && have_chromium && have_mosquitto; then dev_done=1; fi
 fi
-if [[ $base_done -eq 1 && ($DEV -eq 0 || $dev_done -eq 1) ]]; then
+if [[ $base_done -eq 1 && ($DEV -eq 0 || $dev_done -eq 1) ]] && have_tesseract; then
     echo "install.sh: .venv is up to date$([[ $DEV -eq 1 ]] && echo ' (with dev extras)') - nothing to do."
     exit 0
 fi
@@ -207,6 +209,27 @@ if [[ $base_done -eq 0 ]]; then
 
     end_step
     echo "$BASE_HASH" >"$BASE_STAMP"
+fi
+
+# ---------------------------------------------------------------- Debian packages (runtime)
+if ! have_tesseract; then
+    step "Debian packages for the worker: tesseract-ocr, tesseract-ocr-eng (OCR of scanned pages)"
+    runtime_packages=(tesseract-ocr tesseract-ocr-eng)
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "missing Debian packages (${runtime_packages[*]}) and we are not root and have no sudo: install them yourself."
+        SUDO=(sudo)
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "missing Debian packages (${runtime_packages[*]}) and apt-get is not available: install them yourself."
+    apt_install_runtime() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${runtime_packages[@]}" 2>&1 | sed -u 's/^/    /'; }
+    if ! apt_install_runtime; then
+        echo "    apt-get install failed; refreshing package lists and retrying"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q 2>&1 | sed -u 's/^/    /'
+        apt_install_runtime || die "apt-get install ${runtime_packages[*]} failed"
+    fi
+    have_tesseract || die "tesseract-ocr installed but 'tesseract --list-langs' does not list eng"
+    echo "    $(tesseract --version 2>/dev/null | head -n 1)"
+    end_step
 fi
 
 # ---------------------------------------------------------------- dev
