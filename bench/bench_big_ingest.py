@@ -8,11 +8,12 @@ cycled, each with its page number and its numbers varied, so no two pages are id
 arm runs in a fresh child process that loads the real embedder (all-MiniLM-L6-v2) and writes to a
 real embedded Chroma store in a temporary folder, through ``ingest.pipeline.ingest_file`` exactly
 as the worker calls it, and reports its own peak RSS (``ru_maxrss``), the RSS before the ingest
-(model loaded and warmed), seconds, chunks and progress calls:
+(model loaded and warmed), the RSS at each progress step (so a plateau shows), seconds, chunks and
+progress calls:
 
 * **windowed**: the app's setting (NANOSENTRI_INGEST_WINDOW_PAGES, 16 pages at a time);
-* **small**: the same on the first 50 pages only, the baseline the big file is held against:
-  bounded memory means the 1,000-page peak grows no more than a small file's;
+* **small**: the same on a generated 50-page PDF (``--small``), the baseline the big file is held
+  against: bounded memory means the 1,000-page peak grows about as much as a small file's;
 * **one window**: the whole document as one window (``window_pages = pages``), i.e. parse all,
   embed all, write all, as the worker did before issue 9.
 
@@ -89,7 +90,7 @@ def generate_pdf(path: Path, pages: int) -> None:
         writer.write(f)
 
 
-def child(pdf: str, pages: int, window: int, store_dir: str) -> None:
+def child(pdf: str, window: int, store_dir: str) -> None:
     """One arm, in its own process: print a JSON line with the figures."""
     import resource
 
@@ -108,31 +109,35 @@ def child(pdf: str, pages: int, window: int, store_dir: str) -> None:
                         generation=LocalGeneration())
     index.count()
     before = _rss_mb()
-    calls = []
-    path = Path(pdf)
-    if pages:
-        path = Path(store_dir) / "first.pdf"
-        from pypdf import PdfReader, PdfWriter
+    calls, rss_by_page = [], {}
 
-        writer = PdfWriter()
-        for page in PdfReader(pdf).pages[:pages]:
-            writer.add_page(page)
-        with open(path, "wb") as f:
-            writer.write(f)
+    def progress(stage, **kw):
+        calls.append(kw["pages_done"])
+        rss_by_page[kw["pages_done"]] = _rss_mb()
+
     started = time.perf_counter()
     result = ingest_file(
-        path, document_id=1, file_name="generated-service-manual.pdf", index=index, embedder=embedder,
+        Path(pdf), document_id=1, file_name="generated-service-manual.pdf", index=index, embedder=embedder,
         chunk_tokens=settings.NANOSENTRI_CHUNK_TOKENS, chunk_overlap=settings.NANOSENTRI_CHUNK_OVERLAP,
-        batch_size=settings.NANOSENTRI_EMBEDDING_BATCH, progress=lambda stage, **kw: calls.append(kw["pages_done"]),
-        ocr_engine=None, window_pages=window,
+        batch_size=settings.NANOSENTRI_EMBEDDING_BATCH, progress=progress, ocr_engine=None, window_pages=window,
     )
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "pages": result.page_count, "chunks": result.chunk_count, "seconds": seconds, "before_mb": before,
         "peak_mb": peak, "progress_calls": len(calls), "distinct_page_steps": len(set(calls)),
-        "stored": index.count(),
+        "stored": index.count(), "rss_by_page": rss_by_page,
     }))
+
+
+def _along(figures: dict) -> str:
+    """RSS when 10 %, 50 % and 100 % of the pages were done (the first progress step at or past each)."""
+    steps = sorted((int(page), mb) for page, mb in figures["rss_by_page"].items() if int(page) > 0)
+    out = []
+    for share in (0.1, 0.5, 1.0):
+        mark = next((mb for page, mb in steps if page >= share * figures["pages"]), None)
+        out.append("—" if mark is None else f"{mark:.0f}")
+    return " / ".join(out)
 
 
 def _rss_mb() -> float:
@@ -143,11 +148,11 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def run_arm(pdf: Path, pages: int, window: int, env: dict) -> dict:
+def run_arm(pdf: Path, window: int, env: dict) -> dict:
     store = tempfile.mkdtemp(prefix="nanosentri-big-")
     try:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(pdf), str(pages), str(window), store],
+            [sys.executable, __file__, "--child", str(pdf), str(window), store],
             env=env, capture_output=True, text=True, check=True, timeout=3600,
         )
     except subprocess.CalledProcessError as exc:
@@ -159,7 +164,7 @@ def run_arm(pdf: Path, pages: int, window: int, env: dict) -> dict:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=1000)
@@ -177,32 +182,34 @@ def main() -> int:
 
     window = settings.NANOSENTRI_INGEST_WINDOW_PAGES
     try:
-        pdf = data_dir / "generated.pdf"
+        pdf, small_pdf = data_dir / "generated.pdf", data_dir / "generated-small.pdf"
         started = time.perf_counter()
         generate_pdf(pdf, args.pages)
+        generate_pdf(small_pdf, args.small)
         print(f"generated {args.pages} pages ({pdf.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.0f} s",
               file=sys.stderr)
         rows, loads = [], []
         for run in range(args.runs):
             loads.append(os.getloadavg()[0])
-            arms = [("windowed", 0, window), ("small", args.small, window), ("one window", 0, args.pages)]
+            arms = [("windowed", pdf, window), ("small", small_pdf, window), ("one window", pdf, args.pages)]
             if run % 2:
                 arms.reverse()
             figures = {}
-            for name, pages, size in arms:
+            for name, path, size in arms:
                 print(f"run {run + 1}: {name}…", file=sys.stderr)
-                figures[name] = run_arm(pdf, pages, size, env)
+                figures[name] = run_arm(path, size, env)
             small_growth = max(1.0, figures["small"]["peak_mb"] - figures["small"]["before_mb"])
             for name in ("windowed", "small", "one window"):
                 f = figures[name]
                 growth = f["peak_mb"] - f["before_mb"]
-                rows.append([run + 1, name, f["pages"], f["chunks"], fmt(f["before_mb"], 0), fmt(f["peak_mb"], 0),
-                             fmt(growth, 0), fmt(growth / small_growth, 2), fmt(f["pages"] / f["seconds"], 1),
-                             f["distinct_page_steps"]])
+                rows.append([run + 1, name, f["pages"], f["chunks"], fmt(f["before_mb"], 0), _along(f),
+                             fmt(f["peak_mb"], 0), fmt(growth, 0), fmt(growth / small_growth, 2),
+                             fmt(f["pages"] / f["seconds"], 1), f["distinct_page_steps"]])
         print("\n".join(machine_lines()))
         print(f"load average at each run's start: {', '.join(f'{x:.2f}' for x in loads)}; now {load_average()}")
         print(f"window: {window} pages (NANOSENTRI_INGEST_WINDOW_PAGES)\n")
-        print(table(["run", "arm", "pages", "chunks", "RSS before MB", "peak RSS MB", "growth MB",
+        print(table(["run", "arm", "pages", "chunks", "RSS before MB", "RSS at 10/50/100 % of pages MB",
+                     "peak RSS MB", "growth MB",
                      "growth / small", "pages/s", "progress steps"], rows))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
