@@ -33,7 +33,7 @@ def test_it_prints_one_json_object_with_the_documented_keys():
     assert set(result) >= {"answer", "citations", "timings"}
     assert isinstance(result["answer"], str) and result["answer"]
     citation = result["citations"][0]
-    assert set(citation) == {"document", "page", "score", "text"}
+    assert set(citation) == {"document", "page", "score", "text", "source"}
     assert citation["document"] == "charger.pdf" and citation["page"] == 2
     assert isinstance(citation["score"], float)
     assert set(result["timings"]) == {"retrieval_ms", "ttft_ms", "tokens_per_s"}

@@ -187,3 +187,22 @@ def _upload(name: str, data: bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, data, content_type="application/pdf")
+
+
+def test_the_ingest_command_can_replace_a_manual(db, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    old = _add(tmp_path, "Pump_Manual_rev1.pdf", make_pdf([OLD]))
+    document_ingest(document_id=old.pk)
+    path = tmp_path / "Pump_Manual_rev2.pdf"
+    path.write_bytes(make_pdf([NEW]))
+
+    call_command("ingest", str(path), "--new-version", "replace", stdout=StringIO())
+
+    new = Document.objects.get(original_name="Pump_Manual_rev2.pdf")
+    assert new.status == Document.Status.QUEUED and new.previous_version == old
+    document_ingest(document_id=new.pk)
+    old.refresh_from_db()
+    assert old.status == Document.Status.SUPERSEDED

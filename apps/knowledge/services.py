@@ -158,8 +158,8 @@ def _existing_again(existing: Document) -> Document:
     return existing
 
 
-def document_add_path(*, path: Path, user=None) -> tuple[Document, bool]:
-    """A file on disk (the ingest command, the demo manuals)."""
+def document_add_path(*, path: Path, user=None, new_version: str = "keep") -> tuple[Document, bool]:
+    """A file on disk (the ingest command, the demo manuals); see document_store for ``new_version``."""
     path = Path(path)
     if not path.is_file():
         raise UploadRejected(str(path), "no such file")
@@ -169,7 +169,7 @@ def document_add_path(*, path: Path, user=None) -> tuple[Document, bool]:
             while piece := f.read(1024 * 1024):
                 yield piece
 
-    return document_store(name=path.name, chunks=read(), size=path.stat().st_size, user=user)
+    return document_store(name=path.name, chunks=read(), size=path.stat().st_size, user=user, new_version=new_version)
 
 
 def document_queue(*, document: Document) -> None:

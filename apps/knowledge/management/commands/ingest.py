@@ -22,12 +22,17 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="wait for the worker; exit 1 if any failed")
         parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait at most (with --wait)")
         parser.add_argument("--reindex", action="store_true", help="re-index files already uploaded")
+        parser.add_argument(
+            "--new-version", choices=["keep", "replace", "ask"], default="keep",
+            help="a file that looks like a new version of a current manual: keep both (default), replace the "
+            "current one once indexed, or ask (leave it awaiting a choice on the documents page)",
+        )
 
     def handle(self, *args, **options):
         documents, rejected = [], 0
         for path in options["paths"]:
             try:
-                document, created = services.document_add_path(path=path)
+                document, created = services.document_add_path(path=path, new_version=options["new_version"])
             except services.UploadRejected as exc:
                 self.stderr.write(f"rejected\t{exc}")
                 rejected += 1
