@@ -9,7 +9,7 @@ from apps.knowledge.models import Document
 from apps.knowledge.retrieval import passages_search
 from apps.knowledge.services import document_ingest
 from apps.knowledge.vector_index import get_vector_index
-from apps.knowledge.versions import name_key, version_candidate, version_keep_both, version_replace
+from apps.knowledge.versions import name_key, version_candidate, version_choose
 from tests.factories import make_pdf, stored_node_ids
 
 OLD = "Relay K1 switches the pump contactor. The coil voltage is 24 V DC. Fuse F1 is rated 2 A."
@@ -110,7 +110,7 @@ def test_keep_both_makes_it_a_manual_of_its_own(db, tmp_path):
     Document.objects.filter(pk=new.pk).update(status=Document.Status.AWAITING, previous_version=old)
     new.refresh_from_db()
 
-    version_keep_both(document=new)
+    version_choose(document=new, replace=False)
     document_ingest(document_id=new.pk)
 
     old.refresh_from_db()
@@ -125,7 +125,7 @@ def test_deleting_the_current_version_deletes_the_earlier_ones(db, tmp_path):
     new = _add(tmp_path, "Pump_Manual_rev2.pdf", make_pdf([NEW]))
     Document.objects.filter(pk=new.pk).update(status=Document.Status.AWAITING, previous_version=old)
     new.refresh_from_db()
-    version_replace(document=new)
+    version_choose(document=new, replace=True)
     document_ingest(document_id=new.pk)
     old_path = services.document_path(old)
 

@@ -106,7 +106,7 @@ def _awaiting(document_id: int) -> Document:
 def document_replace(request, document_id: int = Path(..., ge=1, le=2**63 - 1)):
     _may_change(request, "knowledge.change_document", "Choosing a version")
     document = _awaiting(document_id)
-    versions.version_replace(document=document)
+    versions.version_choose(document=document, replace=True)
     return selectors.document_with_versions(document.pk)
 
 
@@ -120,5 +120,5 @@ def document_replace(request, document_id: int = Path(..., ge=1, le=2**63 - 1)):
 def document_keep(request, document_id: int = Path(..., ge=1, le=2**63 - 1)):
     _may_change(request, "knowledge.change_document", "Choosing a version")
     document = _awaiting(document_id)
-    versions.version_keep_both(document=document)
+    versions.version_choose(document=document, replace=False)
     return selectors.document_with_versions(document.pk)

@@ -64,24 +64,21 @@ def embedded_title(path: Path, extension: str) -> str:
         return ""
 
 
-def version_replace(*, document: Document) -> None:
-    """The admin's choice: this upload replaces the manual it matched, once it is indexed."""
+def version_choose(*, document: Document, replace: bool) -> str:
+    """The admin's choice for an upload awaiting it: replace the manual it matched once indexed, or
+    keep both. Queues it either way; returns what happens, in a sentence."""
     from apps.knowledge.services import document_queue
 
+    previous = document.previous_version
     with transaction.atomic():
+        if not replace:
+            Document.objects.filter(pk=document.pk).update(previous_version=None)
+            document.previous_version = None
         document_queue(document=document)
     broadcast(document)
-
-
-def version_keep_both(*, document: Document) -> None:
-    """The admin's choice: this upload is a manual of its own."""
-    from apps.knowledge.services import document_queue
-
-    with transaction.atomic():
-        Document.objects.filter(pk=document.pk).update(previous_version=None)
-        document.previous_version = None
-        document_queue(document=document)
-    broadcast(document)
+    if replace and previous is not None:
+        return f"queued; it replaces “{previous.original_name}” once indexed"
+    return "queued as a manual of its own"
 
 
 def previous_version_retire(*, document: Document, index) -> None:

@@ -126,28 +126,21 @@ def cancel(request, pk):
 @require_POST
 @perm_required("knowledge.change_document")
 def replace(request, pk):
-    document = get_object_or_404(Document, pk=pk)
-    if document.status != Document.Status.AWAITING:
-        messages.info(request, f"{document.original_name}: not awaiting a choice")
-        return redirect("knowledge:documents")
-    versions.version_replace(document=document)
-    previous = document.previous_version
-    messages.success(
-        request,
-        f"{document.original_name}: queued; it replaces “{previous.original_name if previous else '?'}” once indexed",
-    )
-    return redirect("knowledge:documents")
+    return _version_choice(request, pk, replace=True)
 
 
 @require_POST
 @perm_required("knowledge.change_document")
 def keep(request, pk):
+    return _version_choice(request, pk, replace=False)
+
+
+def _version_choice(request, pk: int, *, replace: bool):
     document = get_object_or_404(Document, pk=pk)
     if document.status != Document.Status.AWAITING:
         messages.info(request, f"{document.original_name}: not awaiting a choice")
-        return redirect("knowledge:documents")
-    versions.version_keep_both(document=document)
-    messages.success(request, f"{document.original_name}: queued as a manual of its own")
+    else:
+        messages.success(request, f"{document.original_name}: {versions.version_choose(document=document, replace=replace)}")
     return redirect("knowledge:documents")
 
 
