@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ingest.chunk import chunk_pages
-from ingest.embed import embed_in_batches
+from ingest.embed import embed_in_batches, release_freed_memory
 from ingest.index import SearchIndex, chunk_entries
 from ingest.parse import DocumentReader, Page, PageSink, ParseError
 
@@ -86,6 +86,8 @@ def ingest_file(
             vectors = embed_in_batches([e.embed_text for e in entries], embedder, batch_size=batch_size)
             index.add_entries(entries, vectors)
             state["chunks"] += len(chunks)
+            del entries, vectors
+            release_freed_memory()
         state["pages_done"] = window[-1].number
         progress("embedding", pages_done=state["pages_done"], pages_total=pages_total,
                  chunks_done=state["chunks"], chunks_total=state["chunks"])
