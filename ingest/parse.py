@@ -121,7 +121,10 @@ class DocumentReader:
         text, source = read.text, read.source
         if self.ocr_engine and (_is_image_only(text) or read.reasons):
             recognised = self._ocr(index)
-            if recognised is not None and _alnum(recognised) > _alnum(text) * (0.5 if read.reasons else 1):
+            # A picture with a few callouts stays a page without readable text, whoever reads it.
+            if recognised and not _is_image_only(recognised) and _alnum(recognised) > _alnum(text) * (
+                0.5 if read.reasons else 1
+            ):
                 return Page(number=number, text=recognised, source="ocr")
         if read.reasons:
             self.page_reasons[number] = list(read.reasons)

@@ -233,3 +233,32 @@ def test_clean_text_squeezes_whitespace_and_blank_lines():
 
 def test_clean_text_drops_control_characters():
     assert clean_text("Fuse\x00 F2\x07 blown") == "Fuse F2 blown"
+
+
+def test_ocr_that_reads_only_a_few_callouts_leaves_the_page_without_readable_text(tmp_path, monkeypatch):
+    from ingest import ocr
+
+    path = write(tmp_path, "board.pdf", make_pdf(["Relay K1 switches the pump contactor; fuse F1 protects it.", None]))
+    monkeypatch.setattr(ocr, "ocr_pdf_page", lambda *a, **k: ocr.OcrText(text="K1 K2\nJP1", confidence=0.4,
+                                                                       engine="tesseract"))
+
+    parsed = parse_file(path, ocr_engine="tesseract")
+
+    assert parsed.empty_pages == [2]
+    assert parsed.page_sources == {}
+    assert [p.source for p in parsed.pages] == ["text", "text"]
+
+
+def test_ocr_text_replaces_a_page_without_a_text_layer(tmp_path, monkeypatch):
+    from ingest import ocr
+
+    path = write(tmp_path, "scan.pdf", make_pdf(["Relay K1 switches the pump contactor; fuse F1 protects it.", None]))
+    recognised = "Wiring diagram\nThe heater is fed from terminal X4 through fuse F2 (3.15 A slow)."
+    monkeypatch.setattr(ocr, "ocr_pdf_page", lambda *a, **k: ocr.OcrText(text=recognised, confidence=0.9,
+                                                                       engine="tesseract"))
+
+    parsed = parse_file(path, ocr_engine="tesseract")
+
+    assert parsed.empty_pages == []
+    assert parsed.page_sources == {"ocr": [2]}
+    assert parsed.pages[1].source == "ocr" and "fuse F2 (3.15 A slow)" in parsed.pages[1].text
