@@ -184,8 +184,8 @@ def test_overlapping_chunks_do_not_repeat_a_line():
 
 
 def test_items_and_characters_are_limited_and_a_long_line_is_cut_at_a_word():
-    manual = "\n".join(f"{i}. Tighten the belt screw number {i} by a quarter turn." for i in range(1, 9))
-    assert len(extract("How do I tighten the belt screws?", manual)) == 6
+    manual = "\n".join(f"{i}. Tighten the belt screw number {i} by a quarter turn." for i in range(1, 11))
+    assert len(extract("How do I tighten the belt screws?", manual)) == 8  # at most 8 items by default
     assert len(extract("How do I tighten the belt screws?", manual, max_items=2)) == 2
     long_line = "The belt tension is right when " + "the belt gives under a finger " * 20 + "then stop."
     items = extract("When is the belt tension right?", long_line, max_chars=120)
@@ -264,3 +264,128 @@ def test_real_error_entry_is_exactly_the_two_lines():
     text = _pages(SHARED / "manuals/SmartEVSE_v3_Installation_Manual_v1.01_sw3.00.pdf")[2]
     items = answer_extract("What does ERROR HIGH TEMP mean and when does charging resume?", [Passage(text)])
     assert texts(items) == [HIGH_TEMP, RESUMES]
+
+
+# ------------------------------------------------------------------ coverage of the key facts (issue 8)
+
+
+def test_a_number_written_with_its_unit_meets_the_bare_number_of_the_question():
+    manual = (
+        "The board takes power from the network cable.\n"
+        "The status LED is green when the link is up.\n"
+        "The controller would NOT work with 24V DC. The recommended voltage is 48V DC.\n"
+    )
+    items = extract("I put 24 volts on the cable and the board is dead. Why?", manual)
+    assert "48V" in texts(items)[0]
+
+
+def test_a_line_ending_with_a_colon_brings_the_rows_it_announces():
+    manual = (
+        "Run the configuration tool and open the Ethernet settings, then set:\n"
+        "MDC – 23\n"
+        "MDIO – 18\n"
+        "PHY reset – 12\n"
+        "PHY address – 0\n"
+        "It should look like this:\n"
+    )
+    items = extract("Which values go into the Ethernet settings of the configuration tool?", manual)
+    assert texts(items)[:5] == [
+        "Run the configuration tool and open the Ethernet settings, then set:",
+        "MDC – 23",
+        "MDIO – 18",
+        "PHY reset – 12",
+        "PHY address – 0",
+    ]
+
+
+def test_a_sentence_that_refers_back_comes_with_the_sentence_before_it():
+    manual = (
+        "The board is not isolated, so it is not safe to connect it to a grounded computer while it is\n"
+        "powered from the network.\n"
+        "+ This means YOU SHOULD NOT CONNECT the USB port while powered by the network!!!\n"
+    )
+    items = extract("May I connect the USB port while powered by the network?", manual)
+    assert any("not safe" in t for t in texts(items))
+
+
+def test_a_capitalised_name_at_the_start_of_a_wrapped_line_does_not_start_an_entry():
+    text = (
+        "The ISO variant, on the other hand, comes with a galvanic insulation between the Ethernet\n"
+        "POE part and the module supply, so there is no problem to connect USB while it is powered.\n"
+    )
+    assert len(split_units(text)) == 1
+
+
+def test_running_headers_and_footers_of_the_manual_are_left_out():
+    a = Passage("MPPT 1210 HUS 2021-05-02\nThe fuse rating is 15 A.\nLibre Solar / Jäger 7", page=7)
+    b = Passage("MPPT 1210 HUS 2021-05-02\nThe fuse sits near the battery.\nLibre Solar / Jäger 8", page=8)
+    items = answer_extract("What fuse rating does the MPPT 1210 HUS use?", [a, b])
+    assert "The fuse rating is 15 A." in texts(items)
+    assert not any("2021-05-02" in t or "Jäger" in t for t in texts(items))
+
+
+def test_each_bulleted_section_of_the_page_is_shown_with_its_title():
+    manual = (
+        "• Bulk stage\n"
+        "The battery is charged with maximum current until the topping voltage is reached.\n"
+        "• Topping stage\n"
+        "The battery is charged at the maximum charge voltage until the current drops.\n"
+        "• Trickle stage\n"
+        "The battery is charged at a lower voltage to keep it full.\n"
+    )
+    shown = " ".join(texts(extract("What are the charging stages and what does each stage do?", manual)))
+    assert all(stage in shown for stage in ("Bulk stage", "Topping stage", "Trickle stage"))
+
+
+def test_a_table_row_comes_with_the_row_above_it():
+    manual = (
+        "Technical Index\n"
+        "DC Power Supply Typ:5.0 Min:4.5 Max: 5.5 Volt（V）\n"
+        "Active Current ≤100 Milliampere（mA）\n"
+        "Standby Current ≤200 Microampere（μ A）\n"
+    )
+    shown = texts(extract("What active current does the sensor draw?", manual))
+    assert shown[:2] == [
+        "DC Power Supply Typ:5.0 Min:4.5 Max: 5.5 Volt（V）",
+        "Active Current ≤100 Milliampere（mA）",
+    ]
+
+
+def test_dot_leaders_inside_a_table_are_content_but_a_contents_line_is_not():
+    assert [u.text for u in split_units("Check code …… Start character 1 + Start character 2")]
+    assert not split_units("3 Description of Functions ........ 4")
+
+
+def test_the_second_cited_page_shows_its_best_line_too():
+    first = "The nozzle heats to 200 ℃.\nThe nozzle is made of brass."
+    second = "Rotate the knob under the platform to adjust the nozzle distance."
+    items = extract("How do I get the nozzle distance right?", first, second)
+    assert 2 in [i["n"] for i in items]
+
+
+def test_which_parts_gets_the_part_names_and_not_the_product_name():
+    manual = (
+        "ESP32-EVB typically consumes between 40mA and 200mA.\n"
+        "1) From the PWR jack the regulator SY8089 can output maximum 2000mA\n"
+        "2) From the battery the charger MCP73833 can output up to 1200mA\n"
+    )
+    shown = " ".join(texts(extract("which parts set those limits?", manual)))
+    assert "SY8089" in shown and "MCP73833" in shown
+
+
+def test_the_product_named_in_the_question_does_not_pick_the_line():
+    manual = (
+        "ESP32-EVB pinout description:\n"
+        "The CAN terminating resistor is disconnected by default. Solder jumper CAN_T1 to connect it.\n"
+    )
+    items = answer_extract(
+        "How do I enable the CAN bus terminating resistor on the ESP32-EVB?",
+        [Passage(manual, file_name="Olimex_ESP32-EVB_User_Manual.pdf")],
+    )
+    assert "CAN_T1" in texts(items)[0]
+
+
+def test_the_default_budget_stays_readable_on_a_phone():
+    manual = "\n".join(f"Line {i} says the belt tension is {i} newton and more." for i in range(1, 40))
+    items = extract("What is the belt tension?", manual, manual.replace("Line", "Row"))
+    assert len(items) <= 8 and sum(len(t) for t in texts(items)) <= 1200
