@@ -75,3 +75,13 @@ def test_a_missing_model_is_reported_clearly(settings):
         call_command("ask", "What does ERROR HIGH TEMP mean?", "--json", stdout=StringIO(), stderr=err)
     assert "model file not found" in err.getvalue()
     assert Message.objects.get(role="assistant").status == "failed"
+
+
+def test_with_the_narrative_off_the_summary_line_has_no_model_timings(settings):
+    settings.NANOSENTRI_LLM_NARRATIVE = False
+    _index("ERROR HIGH TEMP: charging resumes when the temperature drops below 55 C.", page=2)
+    err = StringIO()
+    call_command("ask", "What does ERROR HIGH TEMP mean?", stdout=StringIO(), stderr=err)
+    line = err.getvalue()
+    assert line.startswith("[retrieval ") and "completed" in line
+    assert "first token" not in line and "None" not in line

@@ -55,10 +55,10 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, ensure_ascii=False))
         else:
             self.stdout.write("")
-            self.stderr.write(
-                f"[retrieval {timings.get('retrieval_ms')} ms · first token {timings.get('ttft_ms')} ms · "
-                f"{timings.get('tokens_per_s')} tok/s · {result['status']}]"
-            )
+            parts = [f"retrieval {timings.get('retrieval_ms')} ms"]
+            if timings.get("ttft_ms") is not None:  # no model ran when the narrative is off
+                parts += [f"first token {timings['ttft_ms']} ms", f"{timings.get('tokens_per_s')} tok/s"]
+            self.stderr.write(f"[{' · '.join([*parts, result['status']])}]")
         if "error" in result:
             self.stderr.write(f"error: {result.get('error_code')}: {result['error']}")
             raise CommandError("the answer failed")
