@@ -2,6 +2,8 @@
 import logging
 import threading
 
+from django.conf import settings
+
 log = logging.getLogger(__name__)
 
 # "idle" (no warm-up asked), "loading", "ready" or "failed: <reason>"; shown by /healthz/.
@@ -19,9 +21,11 @@ def start_warmup() -> threading.Thread:
             get_embedder().embed(["warm up"])
             get_vector_index().fresh().lexical_stats()
             incident_index().fresh()
-            model = get_language_model()
+            if settings.NANOSENTRI_LLM_NARRATIVE:
+                log.info("models ready: %s", get_language_model().name)
+            else:  # the extract is the whole answer: no model is asked, none is loaded
+                log.info("models ready: embedder only (NANOSENTRI_LLM_NARRATIVE is off)")
             state["models"] = "ready"
-            log.info("models ready: %s", model.name)
             _follow_index()
         except Exception as exc:  # the chat reports the problem to the user when asked
             state["models"] = f"failed: {exc}"
