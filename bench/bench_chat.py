@@ -426,7 +426,7 @@ async def _ask(port: int, cookie: str, question: str, timeout: float) -> dict:
                     first = now
                     result["ttft_ms"] = (now - sent) * 1000
                 last = now
-                result["tokens"] += 1
+                result["tokens"] += event.get("tokens", 1)  # a frame may carry several (apps/chat/streaming.py)
             elif kind == "queued":
                 result["queued"] += 1
             elif kind == "error":

@@ -207,6 +207,9 @@ NANOSENTRI_SIMILAR_INCIDENTS_OTHER_TYPE_MIN_SCORE = envfloat(
 # How many of them go into the prompt (all are shown). The bundled 135M model repeated the fix in
 # 6 of 12 answers with one incident and 0-2 of 12 with two; a bigger model can take more.
 NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT = envint("NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT", 1)
+# Tokens generated within this many ms of the last token frame go out together in the next one
+# (apps/chat/streaming.py); 0 sends a frame per token. Figures: docs/benchmarks.md §1.
+NANOSENTRI_TOKEN_FRAME_MS = envint("NANOSENTRI_TOKEN_FRAME_MS", 50)
 NANOSENTRI_CHUNK_TOKENS = envint("NANOSENTRI_CHUNK_TOKENS", 200)
 NANOSENTRI_CHUNK_OVERLAP = envint("NANOSENTRI_CHUNK_OVERLAP", 40)
 # Pages without a usable text layer (scans, photocopied diagrams, garbage the repair cannot fix)

@@ -11,11 +11,13 @@ import json
 import threading
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.assets.models import Asset
 from apps.chat import services
 from apps.chat.models import Conversation
+from apps.chat.streaming import TokenCoalescer
 
 MAX_FRAME_BYTES = 16 * 1024
 
@@ -91,14 +93,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.cancel = threading.Event()
         cancel = self.cancel
 
-        def emit(event):
+        def to_loop(event):
             try:
                 loop.call_soon_threadsafe(events.put_nowait, event)
             except RuntimeError:  # the event loop is gone (server shutting down): stop the model
                 cancel.set()
 
         services.run_answer_in_thread(
-            question=question, conversation=conversation, cancel=cancel, emit=emit, asset=asset, context_text=context_text
+            question=question, conversation=conversation, cancel=cancel, asset=asset, context_text=context_text,
+            emit=TokenCoalescer(to_loop, interval_s=settings.NANOSENTRI_TOKEN_FRAME_MS / 1000),
         )
         self.pump = asyncio.create_task(self._forward(events))
 
