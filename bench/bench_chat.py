@@ -535,6 +535,7 @@ def main(argv=None) -> int:
         NANOSENTRI_LLM_BACKEND="llamacpp",
         NANOSENTRI_EMBEDDING_BACKEND="sentence-transformers",
         NANOSENTRI_VECTOR_STORE="chroma",
+        NANOSENTRI_LLM_NARRATIVE="1",  # the model's stream is what is measured (off by default in the app)
     )
     env.pop("NANOSENTRI_WARMUP", None)
     env.update(dict(item.split("=", 1) for item in args.env))
