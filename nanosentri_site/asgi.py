@@ -45,6 +45,23 @@ def _daphne_without_form_parsing() -> None:
 
 _daphne_without_form_parsing()
 
+
+def _torch_leaves_the_cores_to_the_model() -> None:
+    """The web process embeds one question at a time; with the local model in the same process,
+    torch's OpenMP threads competing with llama.cpp's cost more than one thread saves."""
+    from django.conf import settings
+
+    threads = settings.NANOSENTRI_WEB_EMBEDDING_THREADS
+    if threads > 0 and settings.NANOSENTRI_LLM_NARRATIVE and settings.NANOSENTRI_LLM_BACKEND == "llamacpp":
+        try:
+            import torch
+        except ImportError:  # no torch, no competition
+            return
+        torch.set_num_threads(threads)
+
+
+_torch_leaves_the_cores_to_the_model()
+
 if os.environ.get("NANOSENTRI_WARMUP") == "1":
     from apps.chat.warmup import start_warmup
 

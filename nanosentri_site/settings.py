@@ -178,6 +178,10 @@ NANOSENTRI_LLM_NARRATIVE = envbool("NANOSENTRI_LLM_NARRATIVE", False)
 NANOSENTRI_LLM_TEMPERATURE = envfloat("NANOSENTRI_LLM_TEMPERATURE", 0.2)
 NANOSENTRI_LLM_THREADS = envint("NANOSENTRI_LLM_THREADS", os.cpu_count() or 2)
 NANOSENTRI_LLM_BATCH_THREADS = envint("NANOSENTRI_LLM_BATCH_THREADS", os.cpu_count() or 2)
+# torch threads of the web process (it embeds one question at a time) when the local model runs
+# in it: torch's OpenMP threads took cores from llama.cpp's and cost it 36 % of its tokens/s on
+# 2 cores (docs/benchmarks.md §1). 0 leaves torch's default. The worker is not affected.
+NANOSENTRI_WEB_EMBEDDING_THREADS = envint("NANOSENTRI_WEB_EMBEDDING_THREADS", 1)
 NANOSENTRI_LLM_SERVER_URL = env("NANOSENTRI_LLM_SERVER_URL", "http://127.0.0.1:8080/v1")
 NANOSENTRI_LLM_SERVER_MODEL = env("NANOSENTRI_LLM_SERVER_MODEL", "default")
 NANOSENTRI_LLM_SERVER_API_KEY = envsecret("NANOSENTRI_LLM_SERVER_API_KEY", "")
