@@ -161,8 +161,11 @@ class SearchIndex:
         self._reopen = reopen
         self._generation = generation or LocalGeneration()
         self._lock = threading.RLock()
+        self._built = threading.Condition(self._lock)
         self._seen = self._generation.read()
-        self._lexical: _Lexical | None = None
+        self._lexical: _Lexical | None = None  # the BM25 statistics of the entries as they are now
+        self._stale: _Lexical | None = None  # the previous ones, served while another thread rebuilds
+        self._building = False
 
     @property
     def store(self):
@@ -185,13 +188,18 @@ class SearchIndex:
         with self._lock:  # never while a search is using the old client
             if self._reopen is not None:
                 self._store = self._reopen()
-            self._lexical = None
+            self._outdated()
             self._seen = self._generation.read() if seen is None else seen
 
     def _written(self) -> None:
         with self._lock:
-            self._lexical = None
+            self._outdated()
             self._seen = self._generation.bump()
+
+    def _outdated(self) -> None:
+        if self._lexical is not None:
+            self._stale = self._lexical
+        self._lexical = None
 
     # ---------------------------------------------------------------- writes
 
@@ -335,17 +343,40 @@ class SearchIndex:
         }
 
     def _lexical_index(self) -> _Lexical:
-        lexical = self._lexical
-        if lexical is not None:
-            return lexical
-        with self._lock:
-            if self._lexical is None:
-                self._lexical = self._load_lexical()
-            return self._lexical
+        """The BM25 statistics, built on first use and after every write.
 
-    def _load_lexical(self) -> _Lexical:
+        Building them reads every entry: seconds at 100,000 passages. While one thread rebuilds
+        (the web process's index follower, or the first question after a write), the others search
+        the previous statistics instead of waiting; their hits are then read from the store, not
+        from the previous texts (``fetch``), so a deleted or re-indexed passage is never shown as it
+        was. The first build of a process, with nothing to serve meanwhile, is waited for.
+        """
+        with self._built:
+            while self._lexical is None and self._building:
+                if self._stale is not None:
+                    return self._stale
+                self._built.wait()
+            if self._lexical is not None:
+                return self._lexical
+            self._building = True
+            store, seen = self._store, self._seen
+        lexical = None
+        try:
+            lexical = self._load_lexical(store)
+        finally:
+            with self._built:
+                self._building = False
+                if lexical is not None and seen == self._seen:
+                    self._lexical, self._stale = lexical, None
+                elif lexical is not None:  # written again meanwhile: newer than the stale ones, not current
+                    self._stale = lexical
+                self._built.notify_all()
+        return lexical
+
+    @staticmethod
+    def _load_lexical(store) -> _Lexical:
         """Read every entry's stored terms (in batches) and build the BM25 statistics."""
-        collection = self._store.client
+        collection = store.client
         ids, metadatas, texts, vectors, documents = [], [], [], [], []
         offset = 0
         while True:

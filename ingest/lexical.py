@@ -97,6 +97,30 @@ def name_terms(text: str) -> set[str]:
     return terms
 
 
+# Letters that follow a number as its unit or a dimension: "24v", "3.3v", "115200bps", "5.5x2.1mm".
+_UNITS = frozenset(
+    """v vac vdc a ma mah ah w kw mw mm cm m km s ms us h min c f k hz khz mhz ghz kb mb gb bit bits bps
+    kbps nm um µm µg ug pcs x st nd rd th d""".split()
+)
+
+
+def code_tokens(text: str) -> dict[str, str]:
+    """The codes and part numbers ``text`` names: tokens of letters and digits ("F21", "GPIO12",
+    "ESP32-POE", "CH340T"), as {index term: as written}, the term with separators dropped as in the
+    index ("esp32poe"). A number with its unit ("24V", "10mm", "5.5x2.1mm") is a value, not a code."""
+    codes: dict[str, str] = {}
+    for match in re.finditer(_TOKEN.pattern, unicodedata.normalize("NFKC", text or ""), re.IGNORECASE):
+        written = match.group()
+        token = normalize(written)
+        letters = re.findall(r"[a-zµ]+", token)
+        if not letters or not re.search(r"\d", token):
+            continue
+        if token[0].isdigit() and all(run in _UNITS for run in letters):
+            continue
+        codes.setdefault(_token_terms(token)[0], written)
+    return codes
+
+
 def query_terms(text: str) -> list[str]:
     """The distinct terms of a question, in order."""
     return list(dict.fromkeys(analyze(text)))

@@ -1,6 +1,6 @@
 """The lexical analyzer and BM25: codes, part names and units count; phrases beat scattered words."""
 from ingest.chunk import Chunk, is_heading, page_headings
-from ingest.lexical import BM25, analyze, query_terms
+from ingest.lexical import BM25, analyze, code_tokens, query_terms
 from ingest.parse import document_title
 
 
@@ -87,3 +87,9 @@ def test_a_table_of_contents_is_not_indexed():
     assert not is_contents("The relay switches 10A. See page 5.\nThe CAN bus uses GPIO5.")
     chunks = chunk_pages([Page(1, toc), Page(2, "2. Power supply\nThe board takes 5V.")], tokenize=str.split)
     assert [c.page for c in chunks] == [2]
+
+
+def test_codes_of_a_question_are_found_but_values_with_units_are_not():
+    codes = code_tokens("Inverter shows F21; ESP32-POE-ISO on GPIO12 and CH340T, 24V, 3.3V, 10mm, 5.5x2.1mm jack, 3D printer")
+    assert codes == {"f21": "F21", "esp32poeiso": "ESP32-POE-ISO", "gpio12": "GPIO12", "ch340t": "CH340T"}
+    assert code_tokens("What does ERROR HIGH TEMP mean?") == {}

@@ -89,6 +89,17 @@ def test_an_unrelated_question_is_not_covered_and_cites_nothing(library):
     assert not found.covered and found.passages == []
 
 
+def test_a_code_no_manual_mentions_is_not_covered_though_its_words_match(library):
+    near = passages_retrieve("What does ERROR HIGH TEMP mean?")
+    assert near.covered and near.unknown_codes == []
+
+    found = passages_retrieve("What does ERROR F21 HIGH TEMP mean?")
+
+    assert not found.covered and found.passages == [] and found.unknown_codes == ["F21"]
+    # A code the library has keeps the question covered.
+    assert passages_retrieve("Which button is on GPIO34?").covered
+
+
 def test_only_indexed_documents_are_cited(library):
     Document.objects.filter(pk=library["evse"].pk).update(status=Document.Status.EMBEDDING)
     found = passages_retrieve("What does ERROR HIGH TEMP mean?")
@@ -155,3 +166,42 @@ def test_an_empty_library_is_not_covered_and_does_not_fail():
     found = passages_retrieve("What does ERROR HIGH TEMP mean?")
     assert not found.covered and found.passages == []
     assert get_vector_index().lexical_search(query_terms("ERROR HIGH TEMP"), top_k=5) == []
+
+
+def test_searches_use_the_previous_statistics_while_another_thread_rebuilds_them(library):
+    """At 100,000 passages a rebuild takes seconds: a question asked meanwhile must not wait for it,
+    and must not show a passage deleted since (its text is read from the store, not the old copy)."""
+    import threading
+
+    from ingest.index import SearchIndex
+
+    index = get_vector_index()
+    assert str(library["poe"].pk) in lexical_documents(index, "GPIO34")
+    started, release = threading.Event(), threading.Event()
+    real_load = SearchIndex._load_lexical
+
+    def slow_load(store):
+        started.set()
+        assert release.wait(10)
+        return real_load(store)
+
+    index.delete_document(library["poe"].pk)  # a write: the statistics are out of date
+    SearchIndex._load_lexical = staticmethod(slow_load)
+    try:
+        rebuilder = threading.Thread(target=index.lexical_stats)
+        rebuilder.start()
+        assert started.wait(10)
+        # The rebuild is stuck: a question still gets BM25 candidates at once, from the old statistics ...
+        assert str(library["poe"].pk) in lexical_documents(index, "GPIO34")
+        # ... but the deleted passage cannot come back: fetching it goes to the store, which lacks it.
+        stale_ids = [h.node_id for h in index.lexical_search(query_terms("GPIO34"), top_k=10)]
+        assert all(not i.startswith(f"doc{library['poe'].pk}-") for i in index.fetch(stale_ids))
+        assert passages_retrieve("Which button is on GPIO34?").passages == [] or all(
+            p.document_id != library["poe"].pk for p in passages_retrieve("Which button is on GPIO34?").passages
+        )
+    finally:
+        release.set()
+        rebuilder.join(10)
+        SearchIndex._load_lexical = staticmethod(real_load)
+    # Once rebuilt, the statistics are current.
+    assert str(library["poe"].pk) not in lexical_documents(index, "GPIO34")

@@ -9,7 +9,8 @@ The steps, each a small function:
 3. reciprocal rank fusion of the two rankings;
 4. a question that names a manual ("on the ESP32-EVB …") puts that manual's passages first;
 5. coverage: the question is answered only when one of the first passages is close enough in
-   meaning (NANOSENTRI_RETRIEVAL_MIN_SCORE); otherwise nothing is cited;
+   meaning (NANOSENTRI_RETRIEVAL_MIN_SCORE) and every code or part number it names ("F21",
+   "GPIO12") occurs somewhere in the library; otherwise nothing is cited;
 6. optional re-ranking steps given by the caller (the answer pipeline's feedback boost).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from django.conf import settings
 from apps.knowledge.models import Document
 from apps.knowledge.vector_index import manual_index_fresh
 from ingest.index import Hit, Passage
-from ingest.lexical import name_terms, query_terms
+from ingest.lexical import code_tokens, name_terms, query_terms
 
 # Words of a manual's title that say what kind of document it is, not which device it covers.
 GENERIC_TITLE_WORDS = frozenset(
@@ -46,6 +47,7 @@ class Retrieval:
     query_vector: list[float] | None = None
     named_documents: set[int] = field(default_factory=set)
     best_score: float = 0.0  # the best cosine among the first three candidates
+    unknown_codes: list[str] = field(default_factory=list)  # codes the question names that no manual has
 
 
 def passages_retrieve(
@@ -75,10 +77,10 @@ def passages_retrieve(
     named = _named_documents(terms) if not document_ids else set()
     named = named or (prefer or set())
     ranked = _fuse(candidates, named)
-    result = Retrieval([], False, 0.0, query_vector, named)
+    result = Retrieval([], False, 0.0, query_vector, named, unknown_codes=_unknown_codes(index, question))
     if ranked:
         result.best_score = max(p.score for p in ranked[:3])
-        result.covered = result.best_score >= min_score
+        result.covered = result.best_score >= min_score and not result.unknown_codes
     if result.covered:
         passages = _relevant(ranked, min_score)
         for step in rerank or []:
@@ -145,6 +147,20 @@ def _passage(hit: Hit) -> Passage | None:
         )
     except (KeyError, ValueError):
         return None
+
+
+def _unknown_codes(index, question: str) -> list[str]:
+    """The codes and part numbers of the question that no passage of the library contains.
+
+    Asked about fault "F21" of an inverter no manual covers, the nearest page of another device is
+    close in meaning ("fault", "inverter") but cannot answer: a code the library never mentions means
+    the question is not covered.
+    """
+    codes = code_tokens(question)
+    if not codes:
+        return []
+    vocabulary = index.lexical_stats()
+    return [written for term, written in codes.items() if not vocabulary.known(term)]
 
 
 def _only_indexed(passages: list[Passage]) -> list[Passage]:
