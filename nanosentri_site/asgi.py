@@ -47,12 +47,15 @@ _daphne_without_form_parsing()
 
 
 def _torch_leaves_the_cores_to_the_model() -> None:
-    """The web process embeds one question at a time; with the local model in the same process,
-    torch's OpenMP threads competing with llama.cpp's cost more than one thread saves."""
+    """The web process embeds one short question at a time, where a second OpenMP thread saves
+    nothing and costs much when the cores are busy: with the local model in the same process,
+    torch's threads compete with llama.cpp's (tokens/s 0.64x raw with torch's default), and on a
+    loaded machine a question's embedding took 180-230 ms with 2 threads, 30-35 ms with one
+    (docs/benchmarks.md)."""
     from django.conf import settings
 
     threads = settings.NANOSENTRI_WEB_EMBEDDING_THREADS
-    if threads > 0 and settings.NANOSENTRI_LLM_NARRATIVE and settings.NANOSENTRI_LLM_BACKEND == "llamacpp":
+    if threads > 0:
         try:
             import torch
         except ImportError:  # no torch, no competition

@@ -1,4 +1,5 @@
-"""With the local model in the web process, torch keeps to one thread (llama.cpp gets the cores)."""
+"""The web process embeds one question at a time: torch keeps to one thread (llama.cpp, when it runs
+there, gets the cores; a second thread only adds contention)."""
 import pytest
 import torch
 
@@ -19,15 +20,14 @@ def torch_threads():
     torch.set_num_threads(before)
 
 
-def test_the_web_process_gives_torch_one_thread_when_the_model_runs_in_it(settings, torch_threads):
-    settings.NANOSENTRI_LLM_NARRATIVE, settings.NANOSENTRI_LLM_BACKEND = True, "llamacpp"
+@pytest.mark.parametrize("narrative, backend", [(True, "llamacpp"), (False, "llamacpp"), (True, "openai")])
+def test_the_web_process_gives_torch_one_thread(settings, torch_threads, narrative, backend):
+    settings.NANOSENTRI_LLM_NARRATIVE, settings.NANOSENTRI_LLM_BACKEND = narrative, backend
     _torch_leaves_the_cores_to_the_model()
     assert torch.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("narrative, backend, threads", [(False, "llamacpp", 1), (True, "openai", 1), (True, "llamacpp", 0)])
-def test_otherwise_torch_keeps_its_threads(settings, torch_threads, narrative, backend, threads):
-    settings.NANOSENTRI_LLM_NARRATIVE, settings.NANOSENTRI_LLM_BACKEND = narrative, backend
-    settings.NANOSENTRI_WEB_EMBEDDING_THREADS = threads
+def test_zero_keeps_torchs_own_thread_count(settings, torch_threads):
+    settings.NANOSENTRI_WEB_EMBEDDING_THREADS = 0
     _torch_leaves_the_cores_to_the_model()
     assert torch.get_num_threads() == 2
