@@ -175,6 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nanosentri-bench-scale-") as tmp:
         setup(args.keep or Path(tmp))
+        import nanosentri_site.asgi  # noqa: F401  (as the web process runs: torch on one thread)
         from apps.knowledge.vector_index import get_vector_index
 
         questions = queries()
