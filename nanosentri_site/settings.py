@@ -50,7 +50,8 @@ SESSION_COOKIE_SECURE = NANOSENTRI_SECURE_COOKIES
 CSRF_COOKIE_SECURE = NANOSENTRI_SECURE_COOKIES
 SECURE_SSL_REDIRECT = envbool("NANOSENTRI_SSL_REDIRECT", NANOSENTRI_BEHIND_TLS_PROXY)
 # Health checks of a container or load balancer come over plain http from inside: no redirect.
-SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+# So is a Prometheus scrape of /metrics on the same host (docs/deploy.md "Metrics").
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^metrics$"]
 SECURE_HSTS_SECONDS = envint("NANOSENTRI_HSTS_SECONDS", 0)  # sent on https responses only
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("NANOSENTRI_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = envbool("NANOSENTRI_HSTS_PRELOAD", False)
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "apps.incidents",
     "apps.api",
     "apps.maintenance",  # backup, restore, reindex
+    "apps.monitoring",  # /metrics and the admin's System page
     "axes",  # lockout after repeated failed logins
     "ninja",  # its bundled Swagger UI files (else the docs page loads them from a CDN)
 ]
@@ -316,7 +318,15 @@ NANOSENTRI_MQTT_BATCH_SIZE = envint("NANOSENTRI_MQTT_BATCH_SIZE", 2000)
 NANOSENTRI_MQTT_BATCH_WAIT_MS = envint("NANOSENTRI_MQTT_BATCH_WAIT_MS", 0)
 NANOSENTRI_TELEMETRY_GATEWAY_TOKEN = envsecret("NANOSENTRI_TELEMETRY_GATEWAY_TOKEN", "")
 
+# --- Metrics (docs/deploy.md "Metrics") ------------------------------------------------------
+# /metrics answers a scraper that sends "Authorization: Bearer <this token>", or a logged-in
+# admin; everyone else gets 401/403. Empty (the default): only admins, no scraper.
+NANOSENTRI_METRICS_TOKEN = envsecret("NANOSENTRI_METRICS_TOKEN", "")
+
 # --- Demo -----------------------------------------------------------------------------------
+# The demo site (three simulated weather stations, past incidents) on the first `runapp` of a data
+# directory without assets, and its live simulated telemetry on every `runapp` (apps/incidents/demo.py).
+NANOSENTRI_DEMO = envbool("NANOSENTRI_DEMO", True)
 NANOSENTRI_DEMO_MANUALS_DIR = env("NANOSENTRI_DEMO_MANUALS_DIR", str(BASE_DIR.parent / "shared" / "data" / "manuals"))
 
 LOGGING = {

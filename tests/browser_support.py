@@ -24,14 +24,16 @@ def free_port() -> int:
 
 
 def app_env(data_dir: Path, **extra: str) -> dict:
-    """The README's run command: embedded defaults (no DATABASE_URL / REDIS_URL), demo users;
-    ``extra`` settings on top (e.g. NANOSENTRI_LLM_NARRATIVE="1" to see the model stream)."""
+    """The README's run command: embedded defaults (no DATABASE_URL / REDIS_URL), demo users
+    without the demo manuals and site; ``extra`` settings on top (e.g. NANOSENTRI_LLM_NARRATIVE="1"
+    to see the model stream, NANOSENTRI_DEMO="1" for the demo site)."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("NANOSENTRI_")},
         "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
         "NANOSENTRI_DATA_DIR": str(data_dir),
         "NANOSENTRI_DEMO_PASSWORD": PASSWORD,
         "NANOSENTRI_DEMO_INGEST": "0",
+        "NANOSENTRI_DEMO": "0",
     }
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
@@ -50,8 +52,9 @@ def manage(data_dir: Path, *args: str, stdin: str | None = None) -> str:
 
 
 @contextmanager
-def running_app(data_dir: Path, **extra: str):
-    """``manage.py runapp`` on a free port, ready when /healthz/ says the models are loaded."""
+def running_app(data_dir: Path, *, wait_for_models: bool = True, **extra: str):
+    """``manage.py runapp`` on a free port, ready when /healthz/ says the models are loaded
+    (``wait_for_models=False``: as soon as it answers, for pages that need no model)."""
     port = free_port()
     log_path = data_dir / "runapp.log"
     log = open(log_path, "wb")
@@ -65,7 +68,8 @@ def running_app(data_dir: Path, **extra: str):
         assert proc.poll() is None, log_path.read_text()[-3000:]
         assert time.monotonic() < deadline, "the app did not get ready: " + log_path.read_text()[-3000:]
         try:
-            if httpx.get(f"{url}/healthz/", timeout=2).json()["models"] == "ready":
+            health = httpx.get(f"{url}/healthz/", timeout=2).json()
+            if health["models"] == "ready" or (not wait_for_models and health["status"] == "ok"):
                 break
         except (httpx.HTTPError, ValueError):
             pass

@@ -15,6 +15,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # Most tests exercise the model's path (streaming, stop, grounding); the product default is off
 # (tests/test_narrative_setting.py checks it and the extract-only path).
 os.environ.setdefault("NANOSENTRI_LLM_NARRATIVE", "1")
+# The demo site is `runapp`'s (on by default there); tests that want it turn it on.
+os.environ.setdefault("NANOSENTRI_DEMO", "0")
 
 from nanosentri_site.settings import *  # noqa: E402,F401,F403
 

@@ -27,9 +27,9 @@ def test_it_tells_an_account_without_a_role_to_ask_for_one(client, outsider):
 @pytest.mark.parametrize(
     "user_fixture,shown,hidden",
     [
-        ("technician", ["Chat", "Incidents", "Assets"], ["Dashboard", "Documents", "Review"]),
-        ("supervisor", ["Chat", "Incidents", "Assets", "Dashboard", "Review"], ["Documents"]),
-        ("admin_user", ["Chat", "Incidents", "Assets", "Dashboard", "Review", "Documents"], []),
+        ("technician", ["Chat", "Incidents", "Assets"], ["Dashboard", "Documents", "Review", "System"]),
+        ("supervisor", ["Chat", "Incidents", "Assets", "Dashboard", "Review"], ["Documents", "System"]),
+        ("admin_user", ["Chat", "Incidents", "Assets", "Dashboard", "Review", "Documents", "System"], []),
     ],
 )
 def test_the_navigation_offers_what_the_role_may_open(client, request, user_fixture, shown, hidden):

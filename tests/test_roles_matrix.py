@@ -55,6 +55,9 @@ class Route:
 ROUTES = [
     Route("home", expect=_expect(technician="ok", supervisor="ok", admin="ok")),
     Route("healthz", expect=PUBLIC),
+    # Prometheus: a bearer token (NANOSENTRI_METRICS_TOKEN, tests/test_metrics.py) or an admin's session.
+    Route("metrics", expect=_expect(anonymous="401", admin="ok")),
+    Route("monitoring:system", expect=ADMINS),
     Route("login", expect=PUBLIC),
     # Logging out always lands on the login page.
     Route("logout", method="post", expect=_expect(outsider="login", technician="login", supervisor="login", admin="login")),

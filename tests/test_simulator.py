@@ -12,7 +12,7 @@ from apps.assets.models import Alert, Asset, DeviceType, Reading
 from apps.assets.payloads import parse_payload
 from apps.assets.selectors import asset_live_context
 from apps.assets.services import payload_receive
-from apps.assets.simulator import FAULTS, SensorSimulator, payload_json, payload_line
+from apps.assets.simulator import FAULTS, FaultSchedule, SensorSimulator, payload_json, payload_line
 
 MIDNIGHT = datetime(2026, 1, 15, tzinfo=timezone.utc)
 
@@ -80,6 +80,22 @@ class TestSignals:
     def test_a_fault_can_start_later(self):
         values = [v["V_IN"] for _, v in run(SensorSimulator(seed=6, fault="voltage_drop", fault_after=3), 6)]
         assert all(v > 23 for v in values[:3]) and values[3:] == [8.4, 8.4, 8.4]
+
+    def test_a_scheduled_fault_comes_and_goes_by_the_clock(self):
+        schedule = FaultSchedule(first=MIDNIGHT + timedelta(minutes=10), on=timedelta(minutes=5),
+                                 every=timedelta(minutes=20))
+        sim = SensorSimulator(seed=6, fault="voltage_drop", schedule=schedule)
+        dropped = [ts.minute for ts, v in run(sim, 12, every=timedelta(minutes=5)) if v["V_IN"] == 8.4]
+        assert dropped == [10, 30, 50]  # on at 10 for 5 min, every 20 min
+        assert not schedule.active(MIDNIGHT - timedelta(minutes=10))  # never before the first time
+
+    def test_a_one_off_schedule(self):
+        once = FaultSchedule(first=MIDNIGHT, on=timedelta(minutes=10))
+        for_good = FaultSchedule(first=MIDNIGHT)
+        assert [once.active(MIDNIGHT + timedelta(minutes=m)) for m in (-1, 0, 9, 10)] == [False, True, True, False]
+        assert [for_good.active(MIDNIGHT + timedelta(days=d)) for d in (-1, 0, 300)] == [False, True, True]
+        with pytest.raises(ValueError, match="0 < on <= every"):
+            FaultSchedule(first=MIDNIGHT, every=timedelta(minutes=5))
 
     def test_unknown_faults_are_refused(self):
         with pytest.raises(ValueError, match="unknown fault"):

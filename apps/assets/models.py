@@ -64,6 +64,10 @@ class Asset(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="assets", help_text="technicians responsible for this asset"
     )
     ingest_token = models.CharField(max_length=64, blank=True, db_index=True, help_text="bearer token for HTTP telemetry")
+    # Made by the demo site (apps/assets/demo.py) and fed by its simulator; the pages mark it.
+    is_demo = models.BooleanField(
+        "demo data", default=False, help_text="a simulated demo asset: `runapp` feeds it simulated readings"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -11,6 +11,9 @@ What the signals do:
   and V_IN sit around their 24 V nominal.
 - WIND_SPEED gusts around a mean, WIND_DIR wanders.
 - STATUS OK, REF_CHK PASS, EVENT NONE.
+
+A fault is on from the ``fault_after``-th sample, or, with a ``FaultSchedule``, at the times
+the schedule says (an intermittent fault: on for a while, then off, again and again).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import json
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 DEFAULT_ASSET = "WXT536-01"
 
@@ -47,16 +50,40 @@ class Climate:
 COLD_SNAP = Climate(mean=-14.5, amplitude=2.0, wind_mean=6.0)
 
 
+@dataclass(frozen=True)
+class FaultSchedule:
+    """When a fault is on, by the clock of the samples: off before ``first``; from then on for
+    ``on`` (None: for good), and again every ``every`` (None: once)."""
+
+    first: datetime
+    on: timedelta | None = None
+    every: timedelta | None = None
+
+    def __post_init__(self):
+        if self.every is not None and (self.on is None or not timedelta(0) < self.on <= self.every):
+            raise ValueError("a repeating fault needs 0 < on <= every")
+
+    def active(self, ts: datetime) -> bool:
+        since = ts - self.first
+        if since < timedelta(0):
+            return False
+        if self.every is not None:
+            since %= self.every
+        return self.on is None or since < self.on
+
+
 class SensorSimulator:
     """One WXT536. Call ``sample(ts)`` for successive times; each call advances the simulation."""
 
     def __init__(self, asset_id: str = DEFAULT_ASSET, *, seed: int = 0, fault: str | None = None,
-                 fault_after: int = 0, stuck_sensor: str = "TEMP_AMB", climate: Climate | None = None):
+                 fault_after: int = 0, stuck_sensor: str = "TEMP_AMB", climate: Climate | None = None,
+                 schedule: FaultSchedule | None = None):
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
         self.asset_id = asset_id
         self.fault = fault
         self.fault_after = fault_after
+        self.schedule = schedule
         self.stuck_sensor = stuck_sensor
         self.climate = climate or Climate()
         self.rng = random.Random(seed)
@@ -66,11 +93,18 @@ class SensorSimulator:
 
     @property
     def fault_active(self) -> bool:
+        """Whether the next sample is past ``fault_after`` (a schedule may still keep it off)."""
         return self.fault is not None and self.steps >= self.fault_after
+
+    def fault_at(self, ts: datetime) -> str | None:
+        """The fault the next sample, taken at ``ts``, shows (None: healthy)."""
+        if not self.fault_active or (self.schedule is not None and not self.schedule.active(ts)):
+            return None
+        return self.fault
 
     def sample(self, ts: datetime) -> dict[str, float | str]:
         """The readings at ``ts``: numbers for measurements, text for STATUS/REF_CHK/EVENT."""
-        fault = self.fault if self.fault_active else None
+        fault = self.fault_at(ts)
         climate = COLD_SNAP if fault == "heater_failure" else self.climate
         rng = self.rng
         hours = ts.hour + ts.minute / 60 + ts.second / 3600

@@ -1,4 +1,9 @@
-"""Publish simulated WXT536 readings (apps/assets/simulator.py) over MQTT or HTTP, with faults."""
+"""Publish simulated WXT536 readings (apps/assets/simulator.py) over MQTT or HTTP, with faults.
+
+``--demo`` feeds the demo site's stations instead (apps/assets/demo.py), stored here through the
+ingestion service: no broker, no web server. ``runapp`` runs it when NANOSENTRI_DEMO is on.
+"""
+import logging
 import secrets
 import signal
 import time
@@ -6,6 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from apps.assets.models import Asset, DeviceType
@@ -40,8 +46,14 @@ class Command(BaseCommand):
         parser.add_argument("--token", help="HTTP bearer token (default: the asset's ingest token, else the gateway token)")
         parser.add_argument("--format", choices=("json", "line"), default="json", dest="fmt")
         parser.add_argument("--seed", type=int, default=None, help="random seed (default: a new one each run)")
+        parser.add_argument("--demo", action="store_true",
+                            help="feed the demo site's stations (healthy, heater failure, supply drop) through the "
+                                 "ingestion service, after filling in the last hours; --interval, --count and "
+                                 "--seed apply, the other options do not")
 
     def handle(self, *args, **o):
+        if o["demo"]:
+            return self._demo(o)
         asset = self._asset(o["asset"], create=o["create"], http=o["transport"] == "http")
         publisher = self._publisher(o, asset)
         simulator = SensorSimulator(o["asset"], seed=o["seed"] if o["seed"] is not None else secrets.randbits(32),
@@ -110,3 +122,40 @@ class Command(BaseCommand):
             fault = f" [{simulator.fault}]" if simulator.fault and simulator.steps > simulator.fault_after else ""
             shown = " ".join(f"{k}={v}" for k, v in readings.items())
             self.stdout.write(f"{ts:%H:%M:%S}{fault} {shown}" + (f" -> {outcome}" if isinstance(publisher, HttpPublisher) else ""))
+
+    def _demo(self, o):
+        """Feed the demo stations until stopped (or ``--count`` rounds); never dies of a busy database."""
+        from apps.assets.demo import DemoFeed, demo_assets
+
+        stop = {"flag": False}
+        signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+        log = logging.getLogger("apps.assets.demo")
+        feed = DemoFeed(start=timezone.now(), seed=o["seed"])
+        stations = ", ".join(demo_assets().values_list("asset_id", flat=True)) or "none (no demo assets)"
+        try:
+            history = f"{feed.backfill(now=timezone.now())} payloads of history filled in"
+        except DatabaseError as exc:  # the charts start with less history; the live feed matters more
+            log.warning("demo history not filled in: %s", exc)
+            close_old_connections()
+            history = "no history filled in"
+        self.stdout.write(f"Demo sensors: {stations}; {history}, live every {o['interval']:g} s")
+        rounds = 0
+        while not stop["flag"] and (not o["count"] or rounds < o["count"]):
+            started = time.monotonic()
+            try:
+                undecided = feed.faults_start is None
+                opened = feed.step(timezone.now())
+                if undecided and feed.faults_start is not None:
+                    self.stdout.write(f"Demo faults start at {timezone.localtime(feed.faults_start):%H:%M:%S}")
+                for alert in opened:
+                    self.stdout.write(f"demo alert: {alert.asset.asset_id} {alert.rule} ({alert.severity})")
+            except DatabaseError as exc:  # e.g. SQLite busy under load: the next round tries again
+                log.warning("demo readings not stored this round: %s", exc)
+                close_old_connections()
+            rounds += 1
+            if o["count"] and rounds >= o["count"]:
+                break
+            while not stop["flag"] and time.monotonic() - started < o["interval"]:
+                time.sleep(min(0.2, o["interval"]))
+        self.stdout.write(f"Demo sensors stopped after {rounds} rounds.")

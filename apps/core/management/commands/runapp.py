@@ -1,5 +1,9 @@
 """Start everything NanoSentri needs on one machine: migrate, demo users, worker, web server.
 
+With NANOSENTRI_DEMO on (the default) the first start of a data directory without assets also
+seeds the demo site (apps/incidents/demo.py), and every start feeds its simulated stations from
+one more process (``simulate_sensors --demo``).
+
 Ctrl-C (or SIGTERM) stops every process this command started.
 """
 import os
@@ -18,12 +22,14 @@ from nanosentri_site.env import envbool
 
 
 class Command(BaseCommand):
-    help = "Run the whole app: migrations, demo users and manuals, a Celery worker and the ASGI server."
+    help = ("Run the whole app: migrations, demo users, manuals and site, a Celery worker, the ASGI server "
+            "and the demo site's simulated sensors.")
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("NANOSENTRI_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("NANOSENTRI_PORT", "8000")))
-        parser.add_argument("--no-demo", action="store_true", help="skip demo users and manuals")
+        parser.add_argument("--no-demo", action="store_true",
+                            help="skip the demo users, manuals and site (NANOSENTRI_DEMO=0 skips only the site)")
 
     def handle(self, *args, **options):
         data_dir = Path(settings.DATA_DIR)
@@ -36,8 +42,15 @@ class Command(BaseCommand):
             self.stdout.write("Demo users (stored in data dir/demo-passwords.json):")
             for username, password in passwords.items():
                 self.stdout.write(f"  {username:<11} {password}")
+            # The demo site first: the worker then embeds its incidents before it reads the manuals.
+            seeded = settings.NANOSENTRI_DEMO and self._seed_demo_site()
             if envbool("NANOSENTRI_DEMO_INGEST", True):
                 self._queue_demo_manuals(data_dir)
+                if seeded:
+                    from apps.incidents.demo import demo_manuals_link
+
+                    linked = ", ".join(demo_manuals_link()) or "none (no manual of the WXT530 series)"
+                    self.stdout.write(f"  manuals linked to the demo stations: {linked}")
 
         env = {**os.environ, "NANOSENTRI_WARMUP": "1", "PYTHONUNBUFFERED": "1"}
         worker = subprocess.Popen(
@@ -57,6 +70,11 @@ class Command(BaseCommand):
                 [sys.executable, "manage.py", "telemetry_listen"], cwd=settings.BASE_DIR, env=env
             )
             self.stdout.write(f"Telemetry listener: {settings.NANOSENTRI_MQTT_URL} {' '.join(settings.NANOSENTRI_MQTT_TOPICS)}")
+        if settings.NANOSENTRI_DEMO and not options["no_demo"] and self._demo_stations():
+            # The demo site's live telemetry, stored through the ingestion service: no broker needed.
+            children["demo-sensors"] = subprocess.Popen(
+                [sys.executable, "manage.py", "simulate_sensors", "--demo"], cwd=settings.BASE_DIR, env=env
+            )
         self.stdout.write(self.style.SUCCESS(f"NanoSentri is starting on http://{options['host']}:{options['port']}/ — Ctrl-C stops it."))
 
         stopping = {"flag": False}
@@ -109,3 +127,23 @@ class Command(BaseCommand):
                 continue
             self.stdout.write(f"  demo manual queued: {document.original_name}")
         marker.write_text("yes\n")
+
+    def _seed_demo_site(self) -> bool:
+        from apps.incidents.demo import demo_seed
+
+        result = demo_seed()
+        if result.seeded:
+            self.stdout.write(f"Demo site seeded (NANOSENTRI_DEMO=0 turns it off): {', '.join(result.assets)}; "
+                              f"{result.incidents} past incidents, {result.answers} answers to review")
+        return result.seeded
+
+    def _demo_stations(self) -> list[str]:
+        from apps.assets.demo import HEATER_FAILS_AFTER, STATIONS, demo_assets
+
+        stations = list(demo_assets().values_list("asset_id", flat=True))
+        heater = next(s.asset_id for s in STATIONS if s.fault == "heater_failure")
+        if stations:
+            self.stdout.write(f"Demo sensors: simulated readings for {', '.join(stations)}"
+                              + (f"; the heater of {heater} fails {HEATER_FAILS_AFTER.seconds} s after the first "
+                                 "sign-in" if heater in stations else ""))
+        return stations
