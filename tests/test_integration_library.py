@@ -92,3 +92,17 @@ def test_a_follow_up_is_searched_with_the_question_it_follows(real_stack, no_dis
                                conversation=conversation_for(user=None, title="u")))
     alone_citations = next(e for e in alone if e["type"] == "citations")["items"]
     assert {c["document"][:9] for c in alone_citations} != {"Plantower"}
+
+
+def test_a_fault_code_no_manual_mentions_is_not_covered_and_says_so(real_stack, no_dispatch):
+    ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "LibreSolar"))])
+    conversation = conversation_for(user=None, title="t")
+
+    events = list(answer_stream(
+        question="The solar inverter in the plant room is showing fault code F21. What does it mean?",
+        conversation=conversation,
+    ))
+
+    assert next(e for e in events if e["type"] == "citations")["items"] == []
+    done = events[-1]
+    assert done["status"] == "not_covered" and "F21" in done["answer"], done

@@ -25,6 +25,17 @@ NOT_COVERED = (
 )
 
 
+def not_covered_text(unknown_codes: list[str] | None = None) -> str:
+    """What the technician reads when nothing is cited; names the codes no manual mentions."""
+    if not unknown_codes:
+        return NOT_COVERED
+    named = ", ".join(unknown_codes[:5])
+    return (
+        f"No uploaded manual mentions {named}, so the manuals do not cover this question and nothing "
+        "is cited. Check the spelling of the code, or upload the manual of the equipment that shows it."
+    )
+
+
 @dataclass
 class Prompt:
     messages: list[ChatMessage]

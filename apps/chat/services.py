@@ -21,7 +21,7 @@ from apps.chat.feedback_ranking import feedback_rerank
 from apps.chat.grounding import ungrounded_claims
 from apps.chat.highlight import key_lines
 from apps.chat.models import Citation, Conversation, Message
-from apps.chat.prompting import NOT_COVERED, build_prompt
+from apps.chat.prompting import build_prompt, not_covered_text
 from apps.chat.rendering import answer_text, render_answer
 from apps.knowledge.retrieval import passages_retrieve
 from models.errors import ModelUnavailable
@@ -139,8 +139,9 @@ def answer_stream(
         yield {"type": "live_context", "message": answer.pk, **snapshot}
 
     if not passages and not findings and not similar:  # a past incident is evidence too
-        yield {"type": "token", "message": answer.pk, "text": NOT_COVERED}
-        yield _finish(answer, NOT_COVERED, Message.Status.NOT_COVERED, timings, received, 0)
+        refusal = not_covered_text(found.unknown_codes)
+        yield {"type": "token", "message": answer.pk, "text": refusal}
+        yield _finish(answer, refusal, Message.Status.NOT_COVERED, timings, received, 0)
         return
     if not settings.NANOSENTRI_LLM_NARRATIVE:  # extract only (docs/benchmarks.md says why)
         yield _finish(answer, "", Message.Status.COMPLETED, timings, received, 0)
