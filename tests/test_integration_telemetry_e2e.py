@@ -40,7 +40,13 @@ def listener(tmp_path):
          "--client-id", prefix, "--stats-every", "0"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    time.sleep(3)  # connected and subscribed
+    # Connected and subscribed before anything is published (a new session gets nothing sent
+    # before its subscription). Starting Django takes more than a few seconds on a busy machine.
+    deadline = time.monotonic() + 60
+    while b"connected to" not in (tmp_path / "listener.log").read_bytes():
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "listener.log").read_text()
+        time.sleep(0.1)
+    time.sleep(1)  # the SUBACK follows the CONNACK
     assert proc.poll() is None, (tmp_path / "listener.log").read_text()
     yield prefix
     proc.terminate()

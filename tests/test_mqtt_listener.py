@@ -385,16 +385,16 @@ class TestWithBroker:
         assert listener.connected
 
     def test_a_message_that_could_not_be_stored_is_redelivered(self, wxt, system_broker, names, make_listener, monkeypatch):
-        real = services.payload_receive
+        real = services.payloads_receive  # what the listener stores each batch with
         calls = []
 
-        def flaky(*args, **kwargs):
-            calls.append(args[0])
+        def flaky(messages, **kwargs):
+            calls.extend(m.raw for m in messages)
             if len(calls) == 1:
                 raise OperationalError("database is locked")
-            return real(*args, **kwargs)
+            return real(messages, **kwargs)
 
-        monkeypatch.setattr(services, "payload_receive", flaky)
+        monkeypatch.setattr(services, "payloads_receive", flaky)
         listener = make_listener(system_broker)
         assert listener.connect()
         publish(system_broker, f"{names.root}/WXT536-01", "V_IN: 24.3V")

@@ -10,10 +10,22 @@ Delivery semantics (see docs/telemetry.md):
   message un-acknowledged and the broker delivers it again on the next connection. So delivery
   is *at least once*: a message stored just before a crash may be stored twice. Redeliveries the
   listener itself has stored already (DUP flag, same topic and bytes) are skipped.
+- Batches: what has arrived is stored together, in ONE transaction of at most ``batch_size``
+  messages (``NANOSENTRI_MQTT_BATCH_SIZE``) and 8 MB, and each of its messages is acknowledged
+  only once that transaction has committed. A batch is stored as soon as the socket holds nothing more
+  (or after waiting up to ``batch_wait`` for more, ``NANOSENTRI_MQTT_BATCH_WAIT_MS``), so a quiet
+  feed is stored message by message and a busy one in batches as large as the backlog. The
+  broker may send up to 65,535 messages before we acknowledge any (the MQTT v5 Receive
+  Maximum), so the next batch arrives while one is being stored and a burst waits in flight
+  rather than in the broker's queue, which Mosquitto limits (``max_queued_messages``, 1,000 by
+  default) and beyond which it drops messages it has already acknowledged to the device. Findings
+  and alerts are refreshed once per batch for each asset it touched.
 - A lost database (connection refused or dropped) leaves the message un-acknowledged; the
   listener drops the MQTT connection and reconnects with back-off, so the broker redelivers it
   once the database may be back. A message failing with a data error (the connection is fine)
-  is tried again at once, then rejected, so one bad message cannot block the feed.
+  is tried again at once, then rejected, so one bad message cannot block the feed. A batch
+  failing with a data error is stored again message by message, so that only the bad message
+  is tried again and rejected.
 
 The shape follows our long-running loops (healthchecks' ``sendalerts``): ``tick()`` does one unit of
 work and returns True if more may be waiting, ``run()`` loops until ``stop()`` (wired to SIGTERM and
@@ -38,7 +50,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
 DEFAULT_KEEPALIVE = 30
 POISON_TRIES = 3  # tries of a message failing with a data error before it is rejected
-_RECENT_DIGESTS = 2000  # how many stored messages are remembered to skip their redeliveries
+_RECENT_DIGESTS = 2000  # how many stored messages are remembered to skip their redeliveries (at least)
+DEFAULT_BATCH_SIZE = 4000  # messages stored in one transaction, at most (NANOSENTRI_MQTT_BATCH_SIZE)
+MAX_BATCH_BYTES = 8 * 1024 * 1024  # and at most this much payload (messages may be up to 64 KB each)
+DEFAULT_BATCH_WAIT = 0.0  # seconds a batch that is not full waits for more (NANOSENTRI_MQTT_BATCH_WAIT_MS)
+MAX_RECEIVE_MAXIMUM = 65535  # the largest MQTT v5 Receive Maximum
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -152,6 +168,22 @@ class _Retry(Exception):
     """Storing failed in a way a later try may fix: leave the message un-acknowledged."""
 
 
+@dataclass
+class _Pending:
+    """A message received and not yet acknowledged."""
+
+    topic: str
+    payload: bytes
+    dup: bool
+    mid: int
+    qos: int
+    digest: str = ""
+
+
+def _digest(topic: str, payload: bytes) -> str:
+    return hashlib.sha256(topic.encode("utf-8", "replace") + b"\0" + payload).hexdigest()
+
+
 # --- the listener --------------------------------------------------------------------------
 
 class TelemetryListener:
@@ -171,11 +203,17 @@ class TelemetryListener:
         stats_every: float = 60.0,
         connect_timeout: float = 10.0,
         refresh_alerts: bool = True,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_wait: float = DEFAULT_BATCH_WAIT,
     ):
         if not topics:
             raise ValueError("no MQTT topics to subscribe to")
         if not client_id:
             raise ValueError("a fixed MQTT client id is needed for a persistent session")
+        if batch_size < 1:
+            raise ValueError(f"the batch size must be at least 1, got {batch_size}")
+        if batch_wait < 0:
+            raise ValueError(f"the batch wait cannot be negative, got {batch_wait}")
         self.address = BrokerAddress.from_url(url, username=username, password=password)
         self.topics = list(topics)
         self.client_id = client_id
@@ -189,6 +227,13 @@ class TelemetryListener:
         self.stats_every = stats_every
         self.connect_timeout = connect_timeout
         self.refresh_alerts = refresh_alerts
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        # Unacknowledged messages the broker may send us: as many as MQTT allows. A burst then
+        # waits in flight (in the broker's memory and our socket) rather than in the broker's
+        # queue for us, which Mosquitto caps at 1,000 messages by default and then drops
+        # (max_queued_messages). We read at most a batch at a time, so our memory stays bounded.
+        self.receive_maximum = MAX_RECEIVE_MAXIMUM
         self.stats = ListenerStats()
         self.connected = False
         self.session_present = False  # did the broker still have our session at the last connect?
@@ -200,6 +245,11 @@ class TelemetryListener:
         self._next_attempt = 0.0
         self._last_stats = time.monotonic()
         self._recent: OrderedDict[str, None] = OrderedDict()
+        # Stored but perhaps not acknowledged when a connection drops: the last batch or two.
+        self._recent_size = max(_RECENT_DIGESTS, 2 * batch_size)
+        self._pending: list[_Pending] = []  # received, not yet stored nor acknowledged
+        self._pending_bytes = 0
+        self._pending_since = 0.0
 
     @classmethod
     def from_settings(cls, **overrides) -> TelemetryListener:
@@ -211,6 +261,8 @@ class TelemetryListener:
             "client_id": settings.NANOSENTRI_MQTT_CLIENT_ID,
             "username": settings.NANOSENTRI_MQTT_USERNAME,
             "password": settings.NANOSENTRI_MQTT_PASSWORD,
+            "batch_size": settings.NANOSENTRI_MQTT_BATCH_SIZE,
+            "batch_wait": settings.NANOSENTRI_MQTT_BATCH_WAIT_MS / 1000,
         }
         options.update({k: v for k, v in overrides.items() if v is not None})
         if not options["url"]:
@@ -248,9 +300,11 @@ class TelemetryListener:
             self._client = self._make_client()
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.session_expiry
+        properties.ReceiveMaximum = self.receive_maximum
         self._connack = None
         self._subscribed = False
         self._retry_needed = False
+        self._pending, self._pending_bytes = [], 0  # not acknowledged on the old connection: sent again
         try:
             # clean_start=False on *every* connect, the first one included: the session the
             # broker kept from the previous run of the listener holds messages for us.
@@ -336,11 +390,106 @@ class TelemetryListener:
         except UnicodeDecodeError:
             topic = "(topic is not UTF-8)"
         self.stats.received += 1
-        if self.handle(topic, message.payload, dup=bool(message.dup)):
-            if message.qos > 0:
-                client.ack(message.mid, message.qos)
-        else:
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        # Stored with the rest of its batch once the network round is over (``step``).
+        payload = bytes(message.payload)
+        self._pending.append(_Pending(topic, payload, bool(message.dup), message.mid, message.qos))
+        self._pending_bytes += len(payload)
+
+    # -- a batch of messages ----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Store the pending messages a batch at a time (what arrived while connecting can be
+        more than one)."""
+        while self._pending and not self._retry_needed:
+            taken, size = 0, 0
+            for message in self._pending:
+                if taken == self.batch_size or size >= MAX_BATCH_BYTES:
+                    break
+                taken, size = taken + 1, size + len(message.payload)
+            batch, self._pending = self._pending[:taken], self._pending[taken:]
+            self._store_batch(batch)
+        if self._retry_needed:
+            self._pending = []  # not acknowledged: they come again, after the batch that failed
+        self._pending_bytes = sum(len(m.payload) for m in self._pending)
+
+    def _batch_full(self) -> bool:
+        return len(self._pending) >= self.batch_size or self._pending_bytes >= MAX_BATCH_BYTES
+
+    def _store_batch(self, batch: list[_Pending]) -> None:
+        """Store a batch in one transaction, then acknowledge each of its messages.
+
+        If the database is unreachable nothing is acknowledged: ``step`` reconnects and the
+        broker sends the whole batch again. A data error (one bad message spoils the batch's
+        transaction) stores the batch again message by message (``handle``), so only the bad
+        message is tried again, then rejected.
+        """
+        todo = []
+        for message in batch:
+            message.digest = _digest(message.topic, message.payload)
+            if message.dup and message.digest in self._recent:
+                self.stats.duplicates += 1
+                log.info("skipping redelivered message on %s: stored already", message.topic)
+                self._ack(message)
+            else:
+                todo.append(message)
+        if not todo:
+            return
+        from apps.assets import services
+
+        close_old_connections()  # like a request: never reuse a connection the server dropped
+        try:
+            results = services.payloads_receive(
+                [services.Incoming(m.payload, topic=m.topic, asset_hint=asset_hint_from_topic(m.topic, self.topics))
+                 for m in todo], source="mqtt")
+        except (OperationalError, InterfaceError) as exc:
+            # The database is down or the connection broke: nothing of the batch was kept.
+            self.stats.db_errors += 1
+            log.error("database error storing a batch of %d message(s) (will be redelivered): %s", len(todo), exc)
+            close_old_connections()
             self._retry_needed = True
+            return
+        except Exception as exc:
+            if isinstance(exc, DatabaseError):
+                self.stats.db_errors += 1
+                log.error("database error storing a batch of %d message(s); storing them one by one: %s", len(todo), exc)
+            else:
+                log.exception("a batch of %d message(s) could not be handled; handling them one by one", len(todo))
+            close_old_connections()
+            self._handle_one_by_one(todo)
+            return
+        self.db_backoff.reset()
+        touched = {}
+        for message, result in zip(todo, results, strict=True):
+            self._remember(message.digest)
+            self._count(result)
+            if result.stored:
+                touched[result.asset.pk] = result.asset
+            self._ack(message)
+        if touched and self.refresh_alerts:
+            self._alerts_many(list(touched.values()))
+
+    def _handle_one_by_one(self, messages: list[_Pending]) -> None:
+        for message in messages:
+            if not self.handle(message.topic, message.payload, dup=message.dup):
+                self._retry_needed = True  # this one and the rest come again, in order
+                return
+            self._ack(message)
+
+    def _ack(self, message: _Pending) -> None:
+        if message.qos > 0 and self._client is not None:
+            self._client.ack(message.mid, message.qos)
+
+    def _count(self, result) -> None:
+        if result.error:
+            self.stats.rejected[result.error.split(":")[0]] += 1
+            return
+        if result.unknown_sensors:
+            self.stats.rejected["unknown sensor"] += 1
+        if result.stored:
+            self.stats.stored += 1
+            self.stats.readings += result.stored
 
     # -- one message ------------------------------------------------------------------------
 
@@ -351,7 +500,7 @@ class TelemetryListener:
         Never raises.
         """
         payload = bytes(payload)
-        digest = hashlib.sha256(topic.encode("utf-8", "replace") + b"\0" + payload).hexdigest()
+        digest = _digest(topic, payload)
         if dup and digest in self._recent:
             self.stats.duplicates += 1
             log.info("skipping redelivered message on %s: stored already", topic)
@@ -382,16 +531,9 @@ class TelemetryListener:
                 log.exception("telemetry message on %s could not be handled", topic)
                 return self._reject_for_good(topic, payload, f"internal error: {exc.__class__.__name__}: {exc}")
         self._remember(digest)
-        if result.error:
-            self.stats.rejected[result.error.split(":")[0]] += 1
-            return True
-        if result.unknown_sensors:
-            self.stats.rejected["unknown sensor"] += 1
-        if result.stored:
-            self.stats.stored += 1
-            self.stats.readings += result.stored
-            if self.refresh_alerts:
-                self._alerts(result.asset)
+        self._count(result)
+        if result.stored and self.refresh_alerts:
+            self._alerts(result.asset)
         return True
 
     def _store(self, topic: str, payload: bytes):
@@ -420,30 +562,48 @@ class TelemetryListener:
         return True
 
     def _alerts(self, asset) -> None:
-        from apps.assets.services import alerts_refresh_notify
+        self._alerts_many([asset])
+
+    def _alerts_many(self, assets) -> None:
+        from apps.assets.services import alerts_refresh_notify_many
 
         try:
-            opened = alerts_refresh_notify(asset)
+            opened = alerts_refresh_notify_many(assets)
         except Exception:
             # The readings are stored; alerts are refreshed again with the next message.
-            log.exception("refreshing alerts of %s failed", asset.asset_id)
+            log.exception("refreshing alerts of %s failed", ", ".join(a.asset_id for a in assets[:5])
+                          + (f" and {len(assets) - 5} more" if len(assets) > 5 else ""))
             close_old_connections()
             return
         for alert in opened:
-            log.warning("alert opened on %s: [%s] %s", asset.asset_id, alert.severity, alert.message)
+            log.warning("alert opened on %s: [%s] %s", alert.asset.asset_id, alert.severity, alert.message)
 
     def _remember(self, digest: str) -> None:
         self._recent[digest] = None
         self._recent.move_to_end(digest)
-        while len(self._recent) > _RECENT_DIGESTS:
+        while len(self._recent) > self._recent_size:
             self._recent.popitem(last=False)
 
     # -- the loop ---------------------------------------------------------------------------
 
     def step(self, timeout: float = 1.0) -> bool:
-        """One round of network I/O (handles what arrived). True if a message was handled."""
+        """One round of network I/O, then store what arrived if it is time. True if a message came."""
         before = self.stats.received
+        if self._pending:  # waiting for a batch to fill: only until its time is up
+            timeout = max(0.0, min(timeout, self._pending_since + self.batch_wait - time.monotonic()))
         rc = self._client.loop(timeout=timeout)
+        # loop() reads one packet: take what the socket holds already, up to a batch, without waiting.
+        while rc == 0 and self._pending and not self._batch_full() and not self._retry_needed:
+            received = self.stats.received
+            rc = self._client.loop_read()
+            if self.stats.received == received:
+                break
+        if self._pending and not self._retry_needed and (
+                self._batch_full() or rc != 0 or self._stopping.is_set()
+                or time.monotonic() - self._pending_since >= self.batch_wait):
+            # Also when the connection was lost: stored now, acknowledged never; the broker sends
+            # them again and they are skipped as stored already.
+            self._flush()
         if self._retry_needed:
             # Storing failed: drop the connection; the broker redelivers un-acknowledged
             # messages when we are back (after the back-off gives the database time).
@@ -493,6 +653,8 @@ class TelemetryListener:
     def shutdown(self) -> None:
         """Disconnect cleanly. The session stays on the broker, which queues messages meanwhile."""
         if self._client is not None and self.connected:
+            if self._pending and not self._retry_needed:
+                self._flush()  # the messages in hand are stored and acknowledged first
             self._mark_disconnected()
             self._client.disconnect()
             for _ in range(5):  # flush the DISCONNECT

@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import functools
 import hmac
+import json
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from apps.assets.models import Asset, DeviceType, Reading, SensorSpec
+from apps.assets.models import Asset, DeviceType, Reading, Sensor, SensorSpec
 from apps.assets.payloads import Payload, parse_payload
 from diagnostics.findings import Finding, SensorState, evaluate, load_rules
 
@@ -96,28 +100,127 @@ def _state_from_spec(key, spec) -> SensorState:
 def asset_live_context(asset: Asset, *, now=None) -> LiveContext:
     """Latest reading and recent history of every sensor of ``asset``, with findings."""
     now = now or timezone.now()
-    sensors: dict[str, SensorState] = {}
-    for sensor in asset.sensors.all():
-        recent = list(Reading.objects.filter(sensor=sensor).order_by("-ts")[:HISTORY_READINGS])
-        if not recent:
-            continue
-        latest = recent[0]
-        sensors[sensor.key] = SensorState(
-            key=sensor.key, value=latest.value, text=latest.text if latest.value is None else "",
-            flag=latest.text if latest.value is not None else "", unit=sensor.unit, ts=latest.ts,
-            min_value=sensor.min_value, max_value=sensor.max_value, warn_low=sensor.warn_low, warn_high=sensor.warn_high,
-            recent=[(r.ts, r.value) for r in reversed(recent) if r.value is not None],
-        )
+    sensors = _sensor_rows([asset.pk])
+    states = _sensor_states(sensors, _recent_readings([s.pk for s in sensors]))
+    findings = _findings(asset, sensors, states, now=now)
+    findings_cite(asset, findings)
     device_type = asset.device_type.key if asset.device_type_id else None
-    findings = evaluate(sensors, rules(), device_type=device_type, now=now,
+    return LiveContext(asset=asset.asset_id, device_type=device_type, sensors=states, findings=findings)
+
+
+def assets_findings(assets: list[Asset], *, now=None) -> dict[int, list[Finding]]:
+    """The findings of ``asset_live_context`` for many assets (by pk), with two queries in all.
+
+    Without the citations of manual pages (``findings_cite``): who needs them (the answer, the
+    asset page) asks ``asset_live_context`` for one asset.
+    """
+    now = now or timezone.now()
+    by_asset: dict[int, list] = {asset.pk: [] for asset in assets}
+    for sensor in _sensor_rows(list(by_asset)):
+        by_asset[sensor.asset_id].append(sensor)
+    recent = _recent_readings([s.pk for sensors in by_asset.values() for s in sensors])
+    return {asset.pk: _findings(asset, by_asset[asset.pk], _sensor_states(by_asset[asset.pk], recent), now=now)
+            for asset in assets}
+
+
+class _SensorRow(NamedTuple):
+    """What the findings need of a sensor (its detector state, a sizeable JSON, is not read)."""
+
+    pk: int
+    asset_id: int
+    key: str
+    unit: str
+    min_value: float | None
+    max_value: float | None
+    warn_low: float | None
+    warn_high: float | None
+    anomaly_reason: str
+
+
+def _sensor_rows(asset_ids: list[int]) -> list[_SensorRow]:
+    """The sensors of these assets, asset by asset and by key (as ``asset.sensors.all()`` orders them)."""
+    return [_SensorRow(*row) for row in Sensor.objects.filter(asset__in=asset_ids).order_by("asset_id", "key")
+            .values_list("pk", "asset_id", *_SensorRow._fields[2:])]
+
+
+def _sensor_states(sensors: list[_SensorRow], recent: dict[int, list[tuple]]) -> dict[str, SensorState]:
+    """Each sensor's latest reading and recent numeric history, for the findings engine."""
+    states: dict[str, SensorState] = {}
+    for sensor in sensors:
+        rows = recent.get(sensor.pk)  # newest first: (ts, value, text)
+        if not rows:
+            continue
+        ts, value, text = rows[0]
+        states[sensor.key] = SensorState(
+            key=sensor.key, value=value, text=text if value is None else "",
+            flag=text if value is not None else "", unit=sensor.unit, ts=ts,
+            min_value=sensor.min_value, max_value=sensor.max_value, warn_low=sensor.warn_low, warn_high=sensor.warn_high,
+            recent=[(r[0], r[1]) for r in reversed(rows) if r[1] is not None],
+        )
+    return states
+
+
+def _findings(asset: Asset, sensors: list[_SensorRow], states: dict[str, SensorState], *, now) -> list[Finding]:
+    device_type = asset.device_type.key if asset.device_type_id else None
+    findings = evaluate(states, rules(), device_type=device_type, now=now,
                         missing_after=timedelta(minutes=settings.NANOSENTRI_MISSING_AFTER_MINUTES))
     # Slow or unusual departures from a sensor's own usual level (streaming detector).
     findings += [
         Finding("anomaly", "medium", f"{s.key}: {s.anomaly_reason}", s.key)
-        for s in asset.sensors.all() if s.anomaly_reason and s.key in sensors
+        for s in sensors if s.anomaly_reason and s.key in states
     ]
-    findings_cite(asset, findings)
-    return LiveContext(asset=asset.asset_id, device_type=device_type, sensors=sensors, findings=findings)
+    return findings
+
+
+def _recent_readings(sensor_ids: list[int], limit: int = HISTORY_READINGS) -> dict[int, list[tuple]]:
+    """The ``limit`` latest readings of each sensor, newest first: {sensor pk: [(ts, value, text)]}.
+
+    One query for any number of sensors, each answered from the (sensor, -ts) index, however
+    long the history: a LATERAL join on PostgreSQL, a correlated IN on SQLite (which has no
+    LATERAL); other databases get a query per sensor.
+    """
+    if not sensor_ids:
+        return {}
+    connection = connections[Reading.objects.db]
+    qn = connection.ops.quote_name
+    table, sensor_col = qn(Reading._meta.db_table), qn(Reading._meta.get_field("sensor").column)
+    # The time as text, converted here once per distinct value (the readings of one message share
+    # it): the drivers' converters run per row and are the slowest part of a large fetch.
+    columns = f"r.{sensor_col}, CAST(r.{qn('ts')} AS TEXT), r.{qn('value')}, r.{qn('text')}"
+    if connection.vendor == "postgresql":
+        sql = (f"SELECT {columns} FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN LATERAL "
+               f"(SELECT * FROM {table} WHERE {sensor_col} = s.id ORDER BY {qn('ts')} DESC LIMIT %s) AS r")
+        params = [list(sensor_ids), limit]
+    elif connection.vendor == "sqlite":
+        sql = (f"SELECT {columns} FROM json_each(%s) AS s JOIN {table} AS r ON r.{qn('id')} IN "
+               f"(SELECT {qn('id')} FROM {table} WHERE {sensor_col} = s.value ORDER BY {qn('ts')} DESC LIMIT %s)")
+        params = [json.dumps(list(sensor_ids)), limit]
+    else:
+        return {
+            pk: list(Reading.objects.filter(sensor_id=pk).order_by("-ts").values_list("ts", "value", "text")[:limit])
+            for pk in sensor_ids
+        }
+    recent: dict[int, list[tuple]] = {}
+    times: dict = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for sensor_id, ts, value, text in cursor.fetchall():
+            aware = times.get(ts)
+            if aware is None:
+                aware = times[ts] = _aware(ts, connection)
+            recent.setdefault(sensor_id, []).append((aware, value, text))
+    for rows in recent.values():
+        rows.sort(key=lambda r: r[0], reverse=True)
+    return recent
+
+
+def _aware(value, connection) -> datetime:
+    """A timestamp column read as text, as the ORM would give it (aware)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, connection.timezone)
+    return value
 
 
 def _device_type_for(payload: Payload, asset: Asset | None) -> DeviceType | None:

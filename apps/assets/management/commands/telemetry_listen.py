@@ -20,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY,
                             help="seconds the broker keeps the session and queues messages while we are away")
         parser.add_argument("--stats-every", type=float, default=60.0, help="log the counters every N seconds (0: never)")
+        parser.add_argument("--batch-size", type=int, help="most messages stored in one transaction (default: NANOSENTRI_MQTT_BATCH_SIZE)")
+        parser.add_argument("--batch-wait-ms", type=int,
+                            help="how long a batch that is not full waits for more (default: NANOSENTRI_MQTT_BATCH_WAIT_MS)")
 
     def handle(self, *args, **options):
         if options["verbosity"] > 1:
@@ -28,6 +31,8 @@ class Command(BaseCommand):
             listener = TelemetryListener.from_settings(
                 url=options["url"], topics=options["topics"], client_id=options["client_id"],
                 session_expiry=options["session_expiry"], stats_every=options["stats_every"],
+                batch_size=options["batch_size"],
+                batch_wait=options["batch_wait_ms"] / 1000 if options["batch_wait_ms"] is not None else None,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
