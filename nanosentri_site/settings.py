@@ -314,7 +314,7 @@ NANOSENTRI_MQTT_CLIENT_ID = env("NANOSENTRI_MQTT_CLIENT_ID", "nanosentri-listene
 # The listener stores what has arrived in one transaction of at most this many messages and
 # acknowledges them after the commit (1: message by message); a batch that is not full waits this
 # long for more (0: stored as soon as the socket is empty, so a quiet feed adds no delay).
-NANOSENTRI_MQTT_BATCH_SIZE = envint("NANOSENTRI_MQTT_BATCH_SIZE", 2000)
+NANOSENTRI_MQTT_BATCH_SIZE = envint("NANOSENTRI_MQTT_BATCH_SIZE", 4000)
 NANOSENTRI_MQTT_BATCH_WAIT_MS = envint("NANOSENTRI_MQTT_BATCH_WAIT_MS", 0)
 NANOSENTRI_TELEMETRY_GATEWAY_TOKEN = envsecret("NANOSENTRI_TELEMETRY_GATEWAY_TOKEN", "")
 
