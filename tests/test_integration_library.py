@@ -95,7 +95,7 @@ def test_a_follow_up_is_searched_with_the_question_it_follows(real_stack, no_dis
 
 
 def test_a_fault_code_no_manual_mentions_is_not_covered_and_says_so(real_stack, no_dispatch):
-    ingest([p for p in LIBRARY if p.name.startswith("SmartEVSE")])
+    ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "Creality_Ender-3_Trouble"))])
     conversation = conversation_for(user=None, title="t")
 
     events = list(answer_stream(
