@@ -41,6 +41,7 @@ def no_dispatch(monkeypatch):
     monkeypatch.setattr("apps.knowledge.tasks.ingest_document_task.delay", lambda *a, **k: None)
 
 
+@pytest.mark.timeout(1200)  # seven manuals ingested, then every question of the set
 def test_the_library_question_set_finds_the_right_pages(real_stack, no_dispatch, settings):
     settings.NANOSENTRI_LLM_NARRATIVE = False  # retrieval and extract only: the model is tested below
     ingest(LIBRARY)
@@ -76,6 +77,7 @@ def test_the_smartevse_error_gets_the_manuals_lines_before_any_token(real_stack,
     assert done["html"].count('class="ungrounded"') >= len(done["ungrounded"]) > -1
 
 
+@pytest.mark.timeout(900)  # three manuals ingested and three answers generated through the real model
 def test_a_follow_up_is_searched_with_the_question_it_follows(real_stack, no_dispatch):
     ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "LibreSolar", "Plantower"))])
     conversation = conversation_for(user=None, title="t")
