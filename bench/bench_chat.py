@@ -396,7 +396,8 @@ def login(port: int, username: str, password: str) -> str:
         return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
 
-async def _ask(port: int, cookie: str, question: str, timeout: float) -> dict:
+async def _ask(port: int, cookie: str, question: str, timeout: float, conversation: int | None = None) -> dict:
+    """One question over /ws/chat/ (in ``conversation``, else a new one), its frames timed on arrival."""
     from websockets.asyncio.client import connect
 
     async with connect(
@@ -412,13 +413,18 @@ async def _ask(port: int, cookie: str, question: str, timeout: float) -> dict:
         result = {"citations_ms": None, "ttft_ms": None, "tokens": 0, "queued": 0, "errors": []}
         first = last = None
         sent = time.perf_counter()
-        await ws.send(json.dumps({"type": "ask", "question": question}))
+        ask = {"type": "ask", "question": question}
+        if conversation is not None:
+            ask["conversation"] = conversation
+        await ws.send(json.dumps(ask))
         while True:
             raw = await asyncio.wait_for(ws.recv(), timeout)
             now = time.perf_counter()
             event = json.loads(raw)
             kind = event["type"]
-            if kind == "citations":
+            if kind == "accepted":
+                result["conversation"] = event["conversation"]
+            elif kind == "citations":
                 result["citations_ms"] = (now - sent) * 1000
                 result["citations"] = len(event["items"])
             elif kind == "token":
@@ -445,8 +451,8 @@ async def _ask(port: int, cookie: str, question: str, timeout: float) -> dict:
         return result
 
 
-def app_ask(port: int, cookie: str, question: str, timeout: float) -> dict:
-    return asyncio.run(_ask(port, cookie, question, timeout))
+def app_ask(port: int, cookie: str, question: str, timeout: float, conversation: int | None = None) -> dict:
+    return asyncio.run(_ask(port, cookie, question, timeout, conversation))
 
 
 def check_same_prompt(app_result: dict, passages: list[dict], prompt: dict) -> str:

@@ -29,7 +29,7 @@ class Embedder(Protocol):
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers folder), on the CPU, normalized."""
 
-    def __init__(self, model_path: str):
+    def __init__(self, model_path: str, *, batch_tokens: int = 0):
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -44,6 +44,8 @@ class SentenceTransformerEmbedder:
         self.dimension = int(get_dimension())
         self.max_tokens = int(self._model.max_seq_length)
         self._tokenizer = self._model.tokenizer
+        # Token positions per forward pass (0: sentence-transformers' own batching; see embed()).
+        self.batch_tokens = max(0, int(batch_tokens))
         # torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
 
@@ -51,14 +53,58 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         with self._lock:
-            vectors = self._model.encode(
-                texts,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if self.batch_tokens and len(texts) > 1:
+                vectors = self._encode_by_length(list(texts), batch_size)
+            else:
+                vectors = self._encode(list(texts), batch_size)
         return vectors.tolist()
+
+    def _encode(self, texts: list[str], batch_size: int):
+        return self._model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Token positions of each text as the model reads it: [CLS] and [SEP] included, cut at max_tokens."""
+        encoded = self._tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=self.max_tokens,
+                                  return_attention_mask=False, return_token_type_ids=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def length_batches(self, texts: list[str], batch_size: int) -> list[list[int]]:
+        """Indexes of ``texts`` in forward passes: longest first, each pass padded to its first
+        (longest) text and holding at most ``batch_tokens`` positions and ``batch_size`` texts."""
+        lengths = self.token_lengths(texts)
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            current = batches[-1] if batches else None
+            if (current and len(current) < batch_size
+                    and (len(current) + 1) * lengths[current[0]] <= self.batch_tokens):
+                current.append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    def _encode_by_length(self, texts: list[str], batch_size: int):
+        """The same vectors as one encode() call, computed in passes of texts of similar length.
+
+        sentence-transformers sorts a call's texts by characters and pads each batch of
+        ``batch_size`` to its longest text; sorting by word pieces wastes fewer padding positions,
+        and passes of at most ``batch_tokens`` positions were faster with one torch thread
+        (docs/benchmarks.md §2; with several threads on a busy machine, more passes cost more).
+        Padding is masked out, so each vector is what the model gives the text alone, up to
+        float rounding.
+        """
+        import numpy as np
+
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for batch in self.length_batches(texts, batch_size):
+            vectors[batch] = self._encode([texts[i] for i in batch], len(batch))
+        return vectors
 
     def tokenize(self, text: str) -> list[str]:
         return self._tokenizer.tokenize(text)
@@ -114,7 +160,19 @@ def _build() -> Embedder:
         return MockEmbedder()
     from models.paths import embedding_model_path
 
-    return SentenceTransformerEmbedder(str(embedding_model_path()))
+    return SentenceTransformerEmbedder(str(embedding_model_path()),
+                                       batch_tokens=settings.NANOSENTRI_EMBEDDING_BATCH_TOKENS)
+
+
+def set_torch_threads(threads: int) -> int | None:
+    """torch's intra-op threads for this process (0 or less: leave torch's default); the count in force, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def reset_embedder() -> None:

@@ -1,4 +1,12 @@
-"""Build the model's prompt: rules, numbered passages, past incidents, the question — trimmed to fit."""
+"""Build the model's prompt: rules, numbered passages, past incidents, the question — trimmed to fit.
+
+Layout, stable parts first: the rules; then the conversation's earlier turns, each as it was sent
+(its evidence and question) and answered; then this turn's new evidence and its question. So a
+follow-up's prompt starts with the previous turn's prompt and answer, token for token, and the
+model runtime evaluates only what is new (llama.cpp reuses the KV cache of the shared prefix; the
+runtime keeps it per conversation, see ``models/llm/llamacpp.py``). A passage an earlier turn gave
+in full is not sent again: it keeps its number in the new turn, with a pointer to the text above.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,6 +51,9 @@ class Prompt:
     prompt_tokens: int
     trimmed: int  # passages or incidents dropped, or a passage shortened, to fit
     incidents: list[dict] = field(default_factory=list)  # the similar incidents actually included
+    history: list = field(default_factory=list)  # the earlier turns (Turn) actually included, oldest first
+    live_block: str = ""
+    question: str = ""
 
 
 # Past incidents are short in the prompt: what it was, why, what fixed it.
@@ -73,6 +84,44 @@ def format_incidents(incidents: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_passage_given(n: int, passage: Passage) -> str:
+    """A passage an earlier turn of the conversation gave in full: its number here, no text again."""
+    return f"[{n}] {passage.file_name}, page {passage.page}: the same text as given above."
+
+
+def _passage_key(passage: Passage) -> tuple:
+    return (passage.file_name, passage.page, passage.chunk_index, passage.text.strip())
+
+
+def _evidence_blocks(passages: list[Passage], given: set[tuple]) -> list[str]:
+    """The numbered passage blocks; those in ``given`` (sent in full above) by reference."""
+    return [
+        format_passage_given(i + 1, p) if _passage_key(p) in given else format_passage(i + 1, p)
+        for i, p in enumerate(passages)
+    ]
+
+
+def _history_messages(turns: list) -> tuple[list[ChatMessage], set[tuple]]:
+    """The earlier turns as they were sent: the same function of the same turns, so the same text.
+
+    A turn without evidence (one this process did not see sent: only its question and answer are
+    known) is its bare question. Returns the messages and the passages they give in full.
+    """
+    messages: list[ChatMessage] = []
+    given: set[tuple] = set()
+    for turn in turns:
+        passages = list(turn.passages or [])
+        incident_block = format_incidents(list(turn.incidents or []))
+        if passages or turn.live_block or incident_block:
+            blocks = _evidence_blocks(passages, given)
+            content = _user_content(turn.question, blocks, turn.live_block, incident_block)
+            given |= {_passage_key(p) for p in passages}
+        else:
+            content = turn.question
+        messages += [ChatMessage("user", content), ChatMessage("assistant", turn.answer)]
+    return messages, given
+
+
 def _user_content(question: str, blocks: list[str], live_block: str = "", incident_block: str = "") -> str:
     parts = []
     if live_block:
@@ -93,7 +142,7 @@ def build_prompt(
     max_new_tokens: int,
     live_block: str = "",
     incidents: list[dict] | None = None,
-    history: list[ChatMessage] | None = None,
+    history: list | None = None,
 ) -> Prompt:
     """The chat messages for ``question``, keeping as much evidence as the context window allows.
 
@@ -101,8 +150,10 @@ def build_prompt(
     When the prompt would not leave room for ``max_new_tokens``, the lowest-ranked passages go
     first (down to one), then the lowest-ranked incidents, then the last passage if other
     evidence (readings, an incident) remains; failing that the passage kept is shortened.
-    ``history`` (the previous turn of a follow-up question) goes between the rules and the
-    question, and is the first thing dropped when the window is short.
+    ``history`` (the conversation's earlier turns, oldest first: ``apps.chat.conversation.Turn``,
+    see ``conversation_history``) goes between the rules and the new evidence, each turn as it
+    was sent; a passage it gave in full is referred to, not repeated. Its oldest turns are the
+    first thing dropped when the window is short.
     """
     budget = model.context_window - max_new_tokens - 16
     system = ChatMessage("system", SYSTEM_RULES)
@@ -111,19 +162,25 @@ def build_prompt(
     trimmed = 0
 
     earlier = list(history or [])
+    earlier_messages, given = _history_messages(earlier)
 
     def render(ps: list[Passage]) -> list[ChatMessage]:
-        blocks = [format_passage(i + 1, p) for i, p in enumerate(ps)]
+        blocks = _evidence_blocks(ps, given)
         content = _user_content(question, blocks, live_block, format_incidents(kept_incidents))
-        return [system, *earlier, ChatMessage("user", content)]
+        return [system, *earlier_messages, ChatMessage("user", content)]
 
     messages = render(kept)
     tokens = model.count_chat_tokens(messages)
     if tokens > budget and earlier:
-        earlier = []
-        trimmed += 1
-        messages = render(kept)
-        tokens = model.count_chat_tokens(messages)
+        # The oldest turns go first, down to half the room: the turns after this one then grow on
+        # the same start again (and reuse its KV cache), instead of each dropping one more turn
+        # and so changing the prompt's start every time.
+        while earlier and tokens > budget // 2:
+            earlier = earlier[1:]
+            trimmed += 1
+            earlier_messages, given = _history_messages(earlier)
+            messages = render(kept)
+            tokens = model.count_chat_tokens(messages)
     while tokens > budget and len(kept) > 1:
         kept.pop()
         trimmed += 1
@@ -153,5 +210,6 @@ def build_prompt(
     if tokens > budget:
         raise ValueError("the question alone does not fit in the model's context window")
     return Prompt(
-        messages=messages, passages=kept, prompt_tokens=tokens, trimmed=trimmed, incidents=kept_incidents
+        messages=messages, passages=kept, prompt_tokens=tokens, trimmed=trimmed, incidents=kept_incidents,
+        history=earlier, live_block=live_block, question=question,
     )

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from apps.chat.conversation import follow_up_query, previous_turn
+from apps.chat.conversation import conversation_history, follow_up_query, previous_turn, remember_turn
 from apps.chat.extract import answer_extract
 from apps.chat.feedback_ranking import feedback_rerank
 from apps.chat.grounding import ungrounded_claims
@@ -167,7 +167,7 @@ def answer_stream(
                 question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
                 live_block=live.prompt_block() if live else "",
                 incidents=similar[: settings.NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT],
-                history=previous.as_messages() if previous else None,
+                history=conversation_history(conversation, previous),
             )
         except ModelUnavailable as exc:
             yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
@@ -183,6 +183,7 @@ def answer_stream(
                 max_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
                 temperature=settings.NANOSENTRI_LLM_TEMPERATURE,
                 should_stop=cancel.is_set,
+                session=conversation.pk,  # the runtime keeps this conversation's KV cache
             ):
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
@@ -203,6 +204,9 @@ def answer_stream(
             return
         if cancel.is_set():
             status = Message.Status.STOPPED
+        timings.update(model.prompt_stats())  # prompt tokens taken from the KV cache / evaluated
+        # The next follow-up's prompt starts with this one and its answer, as generated.
+        remember_turn(conversation.pk, answer.pk, prompt, "".join(pieces))
     finally:
         generation_queue.leave(ticket)
     yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at, evidence=evidence)

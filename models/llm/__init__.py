@@ -26,7 +26,7 @@ def _settings_key() -> tuple:
         for name in (
             "NANOSENTRI_LLM_BACKEND", "NANOSENTRI_LLM_MODEL", "NANOSENTRI_LLM_CHAT_FORMAT",
             "NANOSENTRI_LLM_CHAT_TEMPLATE", "NANOSENTRI_LLM_CONTEXT", "NANOSENTRI_LLM_SERVER_URL",
-            "NANOSENTRI_LLM_SERVER_MODEL",
+            "NANOSENTRI_LLM_SERVER_MODEL", "NANOSENTRI_LLM_STATE_CACHE_MB",
         )
     )
 
@@ -77,4 +77,5 @@ def _build() -> LanguageModel:
         n_threads_batch=settings.NANOSENTRI_LLM_BATCH_THREADS,
         chat_format=settings.NANOSENTRI_LLM_CHAT_FORMAT,
         chat_template_file=settings.NANOSENTRI_LLM_CHAT_TEMPLATE,
+        state_cache_mb=settings.NANOSENTRI_LLM_STATE_CACHE_MB,
     )

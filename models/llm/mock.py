@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterator
+from typing import Hashable, Iterator
 
 from models.llm.base import ChatMessage, LanguageModel, ShouldStop
 
@@ -20,7 +20,13 @@ class MockLanguageModel(LanguageModel):
         return len(text.split())
 
     def stream_chat(
-        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float, should_stop: ShouldStop
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        should_stop: ShouldStop,
+        session: Hashable | None = None,  # no cache of its own to keep per conversation
     ) -> Iterator[str]:
         prompt = messages[-1].content
         cited = sorted(set(re.findall(r"^\[(\d+)\]", prompt, flags=re.MULTILINE)))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Hashable, Iterator
 
 import httpx
 
@@ -24,7 +24,13 @@ class OpenAICompatibleLanguageModel(LanguageModel):
         return len(text) // 3 + 1
 
     def stream_chat(
-        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float, should_stop: ShouldStop
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        should_stop: ShouldStop,
+        session: Hashable | None = None,  # no cache of its own to keep per conversation
     ) -> Iterator[str]:
         body = {
             "model": self.model,
