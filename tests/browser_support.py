@@ -112,3 +112,25 @@ def login(page, url: str, username: str, password: str = PASSWORD) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_load_state()
+
+
+def chat_page(browser, page_html: str, init_script: str, scripts=("socket.js", "chat.js")):
+    """The chat page's own code against the fake socket ``init_script`` sets up, without a server:
+    ``page_html`` at .../chat/ and, from static/js/, only ``scripts`` (other requests get an empty
+    body). Returned once the page is ready to ask."""
+    js = Path(__file__).resolve().parents[1] / "static" / "js"
+
+    def fulfill(route):
+        url = route.request.url
+        if url.endswith("/chat/"):
+            return route.fulfill(status=200, content_type="text/html", body=page_html)
+        name = url.split("?")[0].rsplit("/", 1)[-1]
+        body = (js / name).read_text(encoding="utf-8") if name in scripts else ""
+        route.fulfill(status=200, content_type="application/javascript", body=body)
+
+    page = browser.new_page()
+    page.add_init_script(init_script)
+    page.route("**/*", fulfill)
+    page.goto("http://testserver/chat/")
+    page.wait_for_function("!document.getElementById('ask').disabled")
+    return page

@@ -17,6 +17,9 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("NANOSENTRI_LLM_NARRATIVE", "1")
 # The demo site is `runapp`'s (on by default there); tests that want it turn it on.
 os.environ.setdefault("NANOSENTRI_DEMO", "0")
+# No heartbeat thread writing to the test database behind the tests' back; tests/test_inflight.py
+# calls the heartbeat and the sweep directly.
+os.environ.setdefault("NANOSENTRI_ANSWER_HEARTBEAT_SECONDS", "0")
 
 from nanosentri_site.settings import *  # noqa: E402,F401,F403
 

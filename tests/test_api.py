@@ -439,7 +439,8 @@ def test_ask_returns_the_json_of_manage_py_ask(technician):
     body = response.json()
     assert _shape(body) == _shape(expected)
     assert set(body) == {"answer", "extract", "narrative", "ungrounded", "citations", "similar_incidents", "timings",
-                         "status", "findings", "readings", "conversation", "message"}
+                         "status", "findings", "readings", "conversation", "message", "route"}
+    assert body["route"]["reason"] == "no_site_server" and body["route"]["model"] == "mock"
     assert body["answer"] == expected["answer"] and body["status"] == "completed"
     assert body["citations"][0]["document"] == "charger.pdf" and body["citations"][0]["page"] == 2
     # The manual's own line comes first, in the answer too.

@@ -14,11 +14,10 @@ import re
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from tests.browser_support import chromium, login, manage, running_app
+from tests.browser_support import chat_page, chromium, login, manage, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -182,17 +181,8 @@ def test_with_the_narrative_off_the_extract_is_the_answer(client, technician, ex
     """``NANOSENTRI_LLM_NARRATIVE=0``: no token, an empty ``done``; no empty "assistant's note"."""
     client.force_login(technician)
     page_html = client.get("/chat/").content.decode()
-    script = (Path(__file__).resolve().parents[1] / "static" / "js" / "chat.js").read_text()
     with chromium() as b:
-        page = b.new_page()
-        page.add_init_script(f"window.__extract = {json.dumps(extract)};" + FAKE_SOCKET)
-        page.route("**/*", lambda route: route.fulfill(
-            status=200,
-            content_type="text/html" if route.request.url.endswith("/chat/") else "application/javascript",
-            body=page_html if route.request.url.endswith("/chat/") else script if "chat.js" in route.request.url else "",
-        ))
-        page.goto("http://testserver/chat/")
-        page.wait_for_function("!document.getElementById('ask').disabled")
+        page = chat_page(b, page_html, f"window.__extract = {json.dumps(extract)};" + FAKE_SOCKET)
         page.fill("#question", "What does E42 mean?")
         page.click("#ask")
         page.wait_for_selector("article.msg-assistant[data-status=completed]")

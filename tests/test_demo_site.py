@@ -150,7 +150,8 @@ class TestSeed:
 
 @pytest.mark.integration
 def test_the_live_heater_failure_finds_the_demo_heater_incidents(demo_on, real_stack):
-    from apps.incidents.similar import incident_index, incidents_similar
+    from apps.incidents.selectors import incidents_similar
+    from apps.incidents.services import incident_index
 
     demo_seed()
     for incident in Incident.objects.exclude(status=Incident.Status.IN_PROGRESS):

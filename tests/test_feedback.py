@@ -8,7 +8,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from apps.chat import feedback as services
+from apps.chat import feedback_services as services
+from apps.chat import selectors
 from apps.chat.models import AnswerFeedback, Citation, Conversation, Message
 from apps.knowledge.models import Document
 from apps.chat.feedback_ranking import FUSED_PER_COSINE, feedback_rerank
@@ -168,12 +169,12 @@ def test_the_queue_has_thumbs_down_only_unreviewed_first_with_the_question(techn
     services.feedback_set(user=technician, message=_answer(technician, "liked question"), rating="up")
     new = services.feedback_set(user=technician, message=_answer(technician, "second question"), rating="down")
     services.feedback_review(feedback=new, reviewer=supervisor, note="")
-    queue = list(services.feedback_review_queue())
+    queue = list(selectors.feedback_review_queue())
     assert [f.pk for f in queue] == [old.pk, new.pk]
     assert [f.question for f in queue] == ["first question", "second question"]
-    assert [f.pk for f in services.feedback_review_queue(reviewed=False)] == [old.pk]
-    assert [f.pk for f in services.feedback_review_queue(reviewed=True)] == [new.pk]
-    assert services.feedback_unreviewed_count() == 1
+    assert [f.pk for f in selectors.feedback_review_queue(reviewed=False)] == [old.pk]
+    assert [f.pk for f in selectors.feedback_review_queue(reviewed=True)] == [new.pk]
+    assert selectors.feedback_unreviewed_count() == 1
 
 
 # ------------------------------------------------------------------ the JSON endpoint

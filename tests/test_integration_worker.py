@@ -229,7 +229,7 @@ def test_progress_reaches_the_channel_layer_when_it_is_shared(client, admin_user
 
     async def listen_while_uploading():
         # One event loop for the whole conversation with Redis (the layer's queues bind to it).
-        layer = RedisChannelLayer(hosts=[django_settings.REDIS_URL])
+        layer = RedisChannelLayer(**django_settings.CHANNEL_LAYERS["default"]["CONFIG"])  # as the app's
         channel = await layer.new_channel()
         await layer.group_add("documents", channel)
         doc = await database_sync_to_async(_upload)(client, troubleshooting)

@@ -92,6 +92,9 @@ async def test_the_websocket_sends_live_context_before_the_first_token(technicia
     assert kinds.index("live_context") < kinds.index("token")
     assert live["findings"][0]["rule"] == "heater_failure"
     assert live["readings"]["HEAT_CURRENT"]["value"] == 0.0
+    # The page's own partial, rendered by the server: chat.js only places it.
+    assert live["html"].startswith('<section class="live-context"') and "<dt>HEAT_CURRENT</dt>" in live["html"]
+    assert 'class="finding severity-' in live["html"]
     await communicator.disconnect()
 
 

@@ -10,7 +10,9 @@ from apps.assets.models import Asset, DeviceType
 from apps.chat import services
 from apps.chat.models import Message
 from apps.chat.prompting import build_prompt, format_incidents
-from apps.incidents import similar
+from apps.incidents import selectors as incident_selectors
+from apps.incidents import services as incident_services
+from apps.incidents import similar_index
 from apps.incidents.models import Incident
 from apps.incidents.services import incident_create, incident_update
 from apps.knowledge.vector_index import open_search_index, reset_vector_index
@@ -55,12 +57,12 @@ def assets(db):
 def _resolved(reporter, asset=None, status=Incident.Status.RESOLVED, index=True, **fields) -> Incident:
     incident = incident_create(reporter=reporter, asset=asset, status=status, **fields)
     if index:
-        similar.incident_index(incident_id=incident.pk)  # what the worker's task does
+        incident_services.incident_index(incident_id=incident.pk)  # what the worker's task does
     return incident
 
 
 def _stored_ids() -> list[str]:
-    return similar.get_incident_index().store.client.get(include=[])["ids"]
+    return similar_index.get_incident_index().store.client.get(include=[])["ids"]
 
 
 def _ids(items) -> list[int]:
@@ -73,7 +75,7 @@ def _ids(items) -> list[int]:
 def test_it_indexes_a_resolved_incident_and_finds_it_with_its_details(technician, assets):
     incident = _resolved(technician, assets["WXT536-01"], **HEATER)
 
-    items = similar.incidents_similar("heater not working, fuse blown?", asset=assets["WXT536-02"])
+    items = incident_selectors.incidents_similar("heater not working, fuse blown?", asset=assets["WXT536-02"])
 
     assert _stored_ids() == [f"incident-{incident.pk}"]
     assert len(items) == 1
@@ -90,8 +92,8 @@ def test_it_indexes_a_resolved_incident_and_finds_it_with_its_details(technician
 def test_the_embedded_text_leaves_device_names_and_asset_ids_to_the_metadata(technician, assets):
     incident = _resolved(technician, assets["WXT536-03"], **REBOOTS)
 
-    text = similar.incident_text(incident)
-    stored = similar.get_incident_index().store.client.get(ids=[f"incident-{incident.pk}"])
+    text = similar_index.incident_text(incident)
+    stored = similar_index.get_incident_index().store.client.get(ids=[f"incident-{incident.pk}"])
 
     assert text.splitlines()[0] == "keeps rebooting"
     assert "WXT536" not in text and "Failure class" not in text  # the class is the device type
@@ -102,29 +104,29 @@ def test_the_embedded_text_leaves_device_names_and_asset_ids_to_the_metadata(tec
 def test_a_failure_class_that_is_not_a_device_type_stays_in_the_text(technician, db):
     incident = _resolved(technician, None, **{**HEATER, "failure_class": "heater"})
 
-    assert "Failure class: heater" in similar.incident_text(incident)
-    assert similar.incident_device_type(incident) == ""
+    assert "Failure class: heater" in similar_index.incident_text(incident)
+    assert similar_index.incident_device_type(incident) == ""
 
 
 def test_an_open_incident_is_not_indexed(technician, assets):
     incident = _resolved(technician, assets["WXT536-01"], status=Incident.Status.OPEN, **HEATER)
 
-    assert similar.incident_index(incident_id=incident.pk) is False
+    assert incident_services.incident_index(incident_id=incident.pk) is False
     assert _stored_ids() == []
-    assert similar.incidents_similar("heater not working", asset="WXT536-02") == []
+    assert incident_selectors.incidents_similar("heater not working", asset="WXT536-02") == []
 
 
 def test_an_edit_replaces_the_vector_and_a_reopen_removes_it(technician, assets):
     incident = _resolved(technician, assets["WXT536-01"], **HEATER)
     incident = incident_update(incident=incident, actor=technician, remedy="replaced fuse F2 and the heater element")
-    similar.incident_index(incident_id=incident.pk)
+    incident_services.incident_index(incident_id=incident.pk)
 
-    stored = similar.get_incident_index().store.client.get(include=["documents"])
+    stored = similar_index.get_incident_index().store.client.get(include=["documents"])
     assert stored["ids"] == [f"incident-{incident.pk}"]  # one vector per incident, updated in place
     assert "heater element" in stored["documents"][0]
 
     incident_update(incident=incident, actor=technician, status=Incident.Status.OPEN)
-    assert similar.incident_index(incident_id=incident.pk) is False
+    assert incident_services.incident_index(incident_id=incident.pk) is False
     assert _stored_ids() == []
 
 
@@ -133,7 +135,7 @@ def test_a_deleted_incident_is_removed(technician, assets):
     pk = incident.pk
     incident.delete()
 
-    similar.incident_index(incident_id=pk)
+    incident_services.incident_index(incident_id=pk)
 
     assert _stored_ids() == []
 
@@ -142,13 +144,13 @@ def test_an_incident_reopened_since_indexing_is_not_offered(technician, assets):
     incident = _resolved(technician, assets["WXT536-01"], **HEATER)
     Incident.objects.filter(pk=incident.pk).update(status=Incident.Status.IN_PROGRESS)  # the worker has not run yet
 
-    assert similar.incidents_similar("heater not working", asset="WXT536-02") == []
+    assert incident_selectors.incidents_similar("heater not working", asset="WXT536-02") == []
 
 
 def test_closed_incidents_are_offered_too(technician, assets):
     incident = _resolved(technician, assets["WXT536-01"], status=Incident.Status.CLOSED, **HEATER)
 
-    assert _ids(similar.incidents_similar("heater not working", asset="WXT536-02")) == [incident.pk]
+    assert _ids(incident_selectors.incidents_similar("heater not working", asset="WXT536-02")) == [incident.pk]
 
 
 def test_the_same_device_type_comes_first(technician, assets, settings):
@@ -159,36 +161,36 @@ def test_the_same_device_type_comes_first(technician, assets, settings):
     heater = _resolved(technician, assets["WXT536-01"], **HEATER)
     question = "stops in the afternoon, hot, heater"
 
-    by_score = similar.incidents_similar(question)
-    same_type_first = similar.incidents_similar(question, asset=assets["WXT536-02"])
+    by_score = incident_selectors.incidents_similar(question)
+    same_type_first = incident_selectors.incidents_similar(question, asset=assets["WXT536-02"])
 
     assert _ids(by_score) == [charger.pk, heater.pk]
     assert by_score[0]["score"] > by_score[1]["score"]
     assert _ids(same_type_first) == [heater.pk, charger.pk]
     # An asset id string (live.asset) or a device type named in the question does the same.
-    assert _ids(similar.incidents_similar(question, asset="WXT536-02")) == [heater.pk, charger.pk]
-    assert _ids(similar.incidents_similar("WXT536-09 " + question)) == [heater.pk, charger.pk]
+    assert _ids(incident_selectors.incidents_similar(question, asset="WXT536-02")) == [heater.pk, charger.pk]
+    assert _ids(incident_selectors.incidents_similar("WXT536-09 " + question)) == [heater.pk, charger.pk]
 
 
 def test_with_a_known_device_type_other_types_must_score_higher(technician, assets, settings):
     charger = _resolved(technician, assets["EVSE-01"], **CHARGER_HOT)
     heater = _resolved(technician, assets["WXT536-01"], **HEATER)
     question = "heater stops in the afternoon"
-    scores = {i["id"]: i["score"] for i in similar.incidents_similar(question, min_score=-1)}
+    scores = {i["id"]: i["score"] for i in incident_selectors.incidents_similar(question, min_score=-1)}
     settings.NANOSENTRI_SIMILAR_INCIDENTS_MIN_SCORE = min(scores.values()) - 0.01
     settings.NANOSENTRI_SIMILAR_INCIDENTS_OTHER_TYPE_MIN_SCORE = scores[charger.pk] + 0.01
 
-    assert sorted(_ids(similar.incidents_similar(question))) == sorted([heater.pk, charger.pk])  # type unknown
-    assert _ids(similar.incidents_similar(question, asset="WXT536-02")) == [heater.pk]
-    assert _ids(similar.incidents_similar(question, asset="EVSE-01")) == [charger.pk]  # its own type: min score
+    assert sorted(_ids(incident_selectors.incidents_similar(question))) == sorted([heater.pk, charger.pk])  # type unknown
+    assert _ids(incident_selectors.incidents_similar(question, asset="WXT536-02")) == [heater.pk]
+    assert _ids(incident_selectors.incidents_similar(question, asset="EVSE-01")) == [charger.pk]  # its own type: min score
 
 
 def test_below_the_minimum_score_nothing_is_offered(technician, assets, settings):
     _resolved(technician, assets["WXT536-01"], **HEATER)
 
-    assert similar.incidents_similar("How do I change the admin password?", asset="WXT536-02") == []
+    assert incident_selectors.incidents_similar("How do I change the admin password?", asset="WXT536-02") == []
     settings.NANOSENTRI_SIMILAR_INCIDENTS_MIN_SCORE = 0.99
-    assert similar.incidents_similar("heater not working", asset="WXT536-02") == []
+    assert incident_selectors.incidents_similar("heater not working", asset="WXT536-02") == []
 
 
 def test_top_k_limits_the_list(technician, assets, settings):
@@ -196,13 +198,13 @@ def test_top_k_limits_the_list(technician, assets, settings):
     for n in range(5):
         _resolved(technician, assets["WXT536-01"], **{**HEATER, "title": f"heater not working ({n})"})
 
-    assert len(similar.incidents_similar("heater not working", asset="WXT536-02")) == 3
-    assert len(similar.incidents_similar("heater not working", asset="WXT536-02", top_k=2)) == 2
+    assert len(incident_selectors.incidents_similar("heater not working", asset="WXT536-02")) == 3
+    assert len(incident_selectors.incidents_similar("heater not working", asset="WXT536-02", top_k=2)) == 2
 
 
 def test_an_empty_index_and_a_question_of_only_ids_find_nothing(assets):
-    assert similar.incidents_similar("heater not working") == []
-    assert similar.incidents_similar("WXT536-02") == []
+    assert incident_selectors.incidents_similar("heater not working") == []
+    assert incident_selectors.incidents_similar("WXT536-02") == []
 
 
 def test_resolving_queues_the_embedding_and_reopening_drops_it(technician, assets, django_capture_on_commit_callbacks):
@@ -241,17 +243,17 @@ def test_the_web_process_reopens_embedded_chroma_when_the_worker_wrote(technicia
     settings.NANOSENTRI_VECTOR_STORE = "chroma"
     settings.CHROMA_DIR = tmp_path / "chroma"
     try:
-        assert similar.incidents_similar("heater not working", asset="WXT536-02") == []  # the reader is open
-        reader = similar.get_incident_index()
+        assert incident_selectors.incidents_similar("heater not working", asset="WXT536-02") == []  # the reader is open
+        reader = similar_index.get_incident_index()
         incident = _resolved(technician, assets["WXT536-01"], index=False, **HEATER)
         worker = open_search_index(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION, fresh=True)
-        entry = similar._entry(incident, similar._Identifiers())
-        worker.add_entries([entry], similar.get_embedder().embed([entry.embed_text]))
+        entry = similar_index.incident_entry(incident, similar_index.Identifiers())
+        worker.add_entries([entry], similar_index.get_embedder().embed([entry.embed_text]))
 
         with mock.patch.object(reader, "refresh", wraps=reader.refresh) as refresh:
-            assert _ids(similar.incidents_similar("heater not working", asset="WXT536-02")) == [incident.pk]
+            assert _ids(incident_selectors.incidents_similar("heater not working", asset="WXT536-02")) == [incident.pk]
             assert refresh.call_count == 1
-            similar.incidents_similar("heater not working", asset="WXT536-02")
+            incident_selectors.incidents_similar("heater not working", asset="WXT536-02")
             assert refresh.call_count == 1  # nothing written since: no re-open
     finally:
         reset_vector_index()
@@ -316,7 +318,7 @@ def test_the_model_gets_the_top_incidents_in_its_prompt(technician, assets, sett
 
 
 def test_an_unreadable_incident_index_does_not_cost_the_answer(technician, assets):
-    with mock.patch("apps.incidents.similar.incidents_similar", side_effect=RuntimeError("chroma is gone")):
+    with mock.patch("apps.incidents.selectors.incidents_similar", side_effect=RuntimeError("chroma is gone")):
         events = _events("heater not working on WXT536-02?")
 
     frame = next(e for e in events if e["type"] == "similar_incidents")
@@ -419,7 +421,7 @@ def test_a_past_fix_on_a_sibling_asset_reaches_the_model_before_its_first_token(
     charger = _resolved(technician, assets["EVSE-01"], **CHARGER_HOT)  # another type
 
     # Plain similarity, no device type: the heater fault wins on the wording alone.
-    scores = {i["id"]: i["score"] for i in similar.incidents_similar(SIBLING_QUESTION.replace("WXT536-02 ", ""),
+    scores = {i["id"]: i["score"] for i in incident_selectors.incidents_similar(SIBLING_QUESTION.replace("WXT536-02 ", ""),
                                                                      min_score=-1)}
     print("MiniLM scores:", {"heater": scores[heater.pk], "reboots": scores[reboots.pk], "charger": scores[charger.pk]})
     assert scores[heater.pk] >= real_stack.NANOSENTRI_SIMILAR_INCIDENTS_MIN_SCORE
@@ -459,7 +461,7 @@ def test_a_real_worker_embeds_a_resolved_incident_and_the_web_process_sees_it(
     # The worker writes the same (per-test) collection the test process reads.
     monkeypatch.setenv("NANOSENTRI_CHROMA_INCIDENT_COLLECTION", settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION)
     incident = incident_create(reporter=technician, asset=assets["WXT536-01"], **REAL_HEATER)
-    assert similar.incidents_similar(SIBLING_QUESTION) == []  # the web process's reader is open (and empty)
+    assert incident_selectors.incidents_similar(SIBLING_QUESTION) == []  # the web process's reader is open (and empty)
     worker_factory()
 
     def wait(condition, what, timeout=120):
@@ -471,12 +473,17 @@ def test_a_real_worker_embeds_a_resolved_incident_and_the_web_process_sees_it(
         raise AssertionError(f"the worker never {what}")
 
     incident_update(incident=incident, actor=technician, status=Incident.Status.RESOLVED)  # queued on commit
-    wait(lambda: _ids(similar.incidents_similar(SIBLING_QUESTION)) == [incident.pk], "embedded the incident")
+    wait(lambda: _ids(incident_selectors.incidents_similar(SIBLING_QUESTION)) == [incident.pk], "embedded the incident")
 
     incident_update(incident=Incident.objects.get(pk=incident.pk), actor=technician, status=Incident.Status.OPEN)
-    assert similar.incidents_similar(SIBLING_QUESTION) == []  # at once: the database says it is open
-    wait(lambda: similar.get_incident_index().fresh().count() == 0, "dropped the reopened incident")
+    assert incident_selectors.incidents_similar(SIBLING_QUESTION) == []  # at once: the database says it is open
+    wait(lambda: similar_index.get_incident_index().fresh().count() == 0, "dropped the reopened incident")
 
+
+# The similar_incidents frame as the consumer sends it (items and the server-rendered html).
+SIMILAR_FRAME = {"type": "similar_incidents", "message": 41, "items": [
+    {"id": 7, "title": "<img src=x onerror=alert(1)> heater not working", "cause": "blown heater fuse F2",
+     "remedy": "replaced fuse", "resolved": "2026-01-12", "asset": "WXT536-01", "score": 0.6123, "url": "/incidents/7/"}]}
 
 FAKE_SOCKET = """
 window.__sent = [];
@@ -496,9 +503,7 @@ window.WebSocket = class {
     const frames = [
       {type: "accepted", conversation: 5, message: m},
       {type: "citations", message: m, items: [], retrieval_ms: 1},
-      {type: "similar_incidents", message: m, items: [
-        {id: 7, title: "<img src=x onerror=alert(1)> heater not working", cause: "blown heater fuse F2",
-         remedy: "replaced fuse", resolved: "2026-01-12", asset: "WXT536-01", score: 0.6123, url: "/incidents/7/"}]},
+      window.__similar,
     ];
     frames.forEach((f, i) => setTimeout(() => this.frame(f), 10 * i));
     window.__finish = () => {
@@ -515,23 +520,13 @@ window.WebSocket = class {
 @pytest.mark.browser
 @pytest.mark.django_db
 def test_the_browser_shows_the_incidents_frame_before_the_answer_as_text(client, technician):
-    from pathlib import Path
-
-    from tests.browser_support import chromium
+    from apps.chat.rendering import evidence_html
+    from tests.browser_support import chat_page, chromium
 
     client.force_login(technician)
     page_html = client.get("/chat/").content.decode()
-    script = (Path(__file__).resolve().parents[1] / "static" / "js" / "chat.js").read_text()
     with chromium() as browser:
-        page = browser.new_page()
-        page.add_init_script(FAKE_SOCKET)
-        page.route("**/*", lambda route: route.fulfill(
-            status=200,
-            content_type="text/html" if route.request.url.endswith("/chat/") else "application/javascript",
-            body=page_html if route.request.url.endswith("/chat/") else script if "chat.js" in route.request.url else "",
-        ))
-        page.goto("http://testserver/chat/")
-        page.wait_for_function("!document.getElementById('ask').disabled")
+        page = chat_page(browser, page_html, f"window.__similar = {json.dumps(evidence_html(SIMILAR_FRAME))};" + FAKE_SOCKET)
         page.fill("#question", "the heating on WXT536-02 seems dead")
         page.click("#ask")
         page.wait_for_selector(".similar-incidents .similar-incident")

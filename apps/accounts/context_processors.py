@@ -1,20 +1,5 @@
-from django.utils.functional import SimpleLazyObject
-
 from apps.accounts.roles import user_roles
 
 
 def roles(request):
-    user = getattr(request, "user", None)
-    return {
-        "user_roles": user_roles(user),
-        # Shown beside "Review" in the navigation; counted only when a page renders it.
-        "feedback_to_review": SimpleLazyObject(lambda: _feedback_to_review(user)),
-    }
-
-
-def _feedback_to_review(user) -> int:
-    if user is None or not user.has_perm("chat.review_feedback"):
-        return 0
-    from apps.chat.feedback import feedback_unreviewed_count
-
-    return feedback_unreviewed_count()
+    return {"user_roles": user_roles(getattr(request, "user", None))}

@@ -15,7 +15,7 @@ from ninja.errors import ValidationError as RequestValidationError
 
 from apps.api import ask, documents, incidents
 from apps.api.auth import ApiTokenAuth
-from apps.chat.services import InvalidContext, InvalidQuestion
+from apps.chat.ask_request import AskRefused, UnknownAsset
 
 api = NinjaAPI(
     title="NanoSentri API",
@@ -82,11 +82,9 @@ def _invalid_incident(request, exc: ValidationError):
     return _unprocessable(request, " ".join(m for msgs in errors.values() for m in msgs), errors)
 
 
-@api.exception_handler(InvalidQuestion)
-def _invalid_question(request, exc):
-    return _unprocessable(request, f"Invalid question: {exc}.", {"question": [str(exc)]})
-
-
-@api.exception_handler(InvalidContext)
-def _invalid_context(request, exc):
-    return _unprocessable(request, f"Invalid context: {exc}.", {"context": [str(exc)]})
+@api.exception_handler(AskRefused)
+def _ask_refused(request, exc: AskRefused):
+    if isinstance(exc, UnknownAsset):
+        detail = f"Unknown asset {exc.value!r}."
+        return _unprocessable(request, detail, {"asset": [detail]})
+    return _unprocessable(request, f"Invalid {exc.field}: {exc}.", {exc.field: [str(exc)]})

@@ -5,37 +5,27 @@ The body is exactly what ``manage.py ask --json`` prints (apps.chat.services.ans
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 from ninja import Router, Status
 
 from apps.api.auth import permission_require
 from apps.api.schemas import AskIn, AskOut, Error, ValidationErrorOut
 from apps.chat import services as chat
+from apps.chat.ask_request import ask_request_clean
 
 router = Router(tags=["ask"])
 
 
 def _ask(*, user, payload: AskIn) -> Status:
-    from apps.assets.models import Asset
-
     try:
         permission_require(user, "chat.add_conversation")
-        asset = None
-        if payload.asset:
-            asset = Asset.objects.filter(asset_id=payload.asset).first()
-            if asset is None:
-                raise ValidationError({"asset": f"Unknown asset {payload.asset!r}."})
-        question = chat.question_clean(payload.question)
-        conversation = chat.conversation_for(user=user, title=question)
-        try:
-            result = chat.answer_result(
-                question=question, conversation=conversation, asset=asset, context_text=payload.context
-            )
-        except chat.InvalidContext:
-            if not conversation.messages.exists():
-                conversation.delete()  # refused before anything was asked: leave no empty chat behind
-            raise
+        ask = ask_request_clean(user=user, question=payload.question, asset=payload.asset, context=payload.context)
+        conversation = chat.conversation_for(user=user, title=ask.question)
+        if payload.local_only is not None:
+            chat.conversation_local_only_set(conversation=conversation, local_only=payload.local_only)
+        result = chat.answer_result(
+            question=ask.question, conversation=conversation, asset=ask.asset, context_text=ask.context_text
+        )
         return Status(503 if "error" in result else 200, result)
     finally:
         close_old_connections()  # this ran in a pool thread: do not leave its connection open

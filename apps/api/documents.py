@@ -77,9 +77,14 @@ def document_upload(
         "revision, or same PDF title): ask = store it awaiting a choice (outcome awaiting); replace = index it, "
         "then retire the old one; keep = index it as a manual of its own"
     ),
+    privacy: Literal["public", "internal", "restricted"] | None = Form(
+        None, description="the documents' privacy level (default NANOSENTRI_DEFAULT_PRIVACY): restricted ones are "
+        "never sent to the site model server; a duplicate's level is raised, never lowered"
+    ),
 ):
     _may_change(request, "knowledge.add_document", "Uploading documents")
-    return {"results": uploads.upload_files(files=files, user=request.auth.user, new_version=new_version)}
+    return {"results": uploads.upload_files(files=files, user=request.auth.user, new_version=new_version,
+                                            privacy=privacy)}
 
 
 def _may_change(request, permission: str, what: str) -> None:

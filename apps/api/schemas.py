@@ -8,7 +8,7 @@ from django.utils import timezone
 from ninja import Field, Schema
 from pydantic import AfterValidator, ConfigDict, StringConstraints
 
-from apps.chat.services import MAX_QUESTION_CHARS
+from apps.chat.ask_request import MAX_CONTEXT_CHARS, MAX_QUESTION_CHARS
 from apps.incidents.models import Incident
 
 # --- Input types -----------------------------------------------------------------------------
@@ -115,8 +115,12 @@ class IncidentPatch(_Input):
 class AskIn(_Input):
     question: Text("the technician's question", min_length=1, max_length=MAX_QUESTION_CHARS)
     asset: AssetId | None = Field(None, description="use this asset's live readings and findings (asset id)")
-    context: Text("a pasted log line, parsed like a telemetry payload (not stored)", max_length=4000,
+    context: Text("a pasted log line, parsed like a telemetry payload (not stored)",
+                  max_length=MAX_CONTEXT_CHARS,
                   default=None, nullable=True)
+    local_only: bool | None = Field(
+        None, description="only the local model answers, never the site model server (docs/answers.md §5)"
+    )
 
 
 # --- Output ----------------------------------------------------------------------------------
@@ -246,6 +250,15 @@ class AskUngrounded(Schema):
     end: int
 
 
+class AskRoute(Schema):
+    via: str = Field(description="local (this device), site (the site model server) or none (no model was asked)")
+    model: str = Field(description="the answering model's name (empty when none was asked)")
+    reason: str = Field(description="why: no_site_server, local_only, restricted, site_down, site, site_unreachable, "
+                        "site_slow, site_failed, not_covered or extract_only")
+    detail: str = Field(description="the reason as a sentence for people")
+    label: str = Field(description="the badge's short text")
+
+
 class AskOut(Schema):
     """The JSON of ``manage.py ask --json``."""
 
@@ -261,6 +274,7 @@ class AskOut(Schema):
     readings: dict[str, AskReading] = Field(description="sensor key → its latest reading")
     conversation: int = Field(description="id of the conversation the question and answer were stored in")
     message: int | None = Field(description="id of the answer message")
+    route: AskRoute | None = Field(None, description="which model answered and why")
     error: str | None = Field(None, description="only when the answer failed")
     error_code: str | None = Field(None, description="only when the answer failed, e.g. model_unavailable")
 
@@ -299,6 +313,7 @@ class DocumentOut(Schema):
     updated: datetime
     indexed_at: datetime | None
     url: str = Field(description="the original file (needs a session login in the web app)")
+    privacy: str = Field(description="public, internal or restricted (never sent to the site model server)")
     previous_version: int | None = Field(
         description="the manual this one replaces (status awaiting: waiting for replace or keep; once this one is "
         "indexed the previous one is superseded)"

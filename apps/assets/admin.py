@@ -35,8 +35,8 @@ class SensorInline(admin.TabularInline):
 
 @admin.register(Asset)
 class AssetAdmin(admin.ModelAdmin):
-    list_display = ("asset_id", "name", "device_type", "site", "location", "has_token", "is_demo", "created")
-    list_filter = ("device_type", "site", "is_demo")
+    list_display = ("asset_id", "name", "device_type", "site", "location", "privacy", "has_token", "is_demo", "created")
+    list_filter = ("device_type", "site", "privacy", "is_demo")
     search_fields = ("asset_id", "name", "location")
     list_select_related = ("device_type", "site")
     filter_horizontal = ("manuals", "technicians")

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from apps.assets.models import Alert
 from apps.assets.notify import GROUP
-from apps.core.consumers import FollowingConsumer
+from apps.realtime.consumers import FollowingConsumer
 
 POLL_SECONDS = 1.0
 # Another process stamps ``created`` before it commits: look this far back behind the newest

@@ -18,11 +18,13 @@ YAML::
         ingest_token: ...            # optional, for HTTP telemetry
         manuals: [WXT530_User_Guide.pdf]   # uploaded documents, by file name
         technicians: [bob]           # usernames of the technicians who look after it
+        privacy: restricted          # public, internal or restricted (default NANOSENTRI_DEFAULT_PRIVACY)
         sensors:                     # optional: override the catalogue spec of the type
           V_IN: {min: 12, max: 28}
           # or a list: - {key: V_IN, min: 12, max: 28, unit: V}
 
 CSV, one row per asset: ``asset_id,name,device_type,site,location,manuals,ingest_token,technicians``
+(and optionally ``privacy``)
 (manuals and technicians separated by ``;``), or one row per sensor: the same asset columns plus
 ``sensor,kind,unit,min,max,warn_low,warn_high,description``.
 """
@@ -37,9 +39,10 @@ from django.db import transaction
 
 from apps.assets.models import Asset, DeviceType, Sensor, SensorSpec, Site
 from apps.assets.payloads import _KEY
+from apps.knowledge.privacy import PRIVACY_LEVELS
 
 ASSET_FIELDS = ("asset_id", "name", "device_type", "site", "location", "ingest_token", "manuals", "technicians",
-                "sensors")
+                "sensors", "privacy")
 SITE_FIELDS = ("name", "location")
 SENSOR_FIELDS = ("key", "kind", "unit", "min", "max", "warn_low", "warn_high", "description")
 _ALIASES = {"asset": "asset_id", "id": "asset_id", "type": "device_type", "min_value": "min", "max_value": "max",
@@ -295,6 +298,8 @@ def _check(plan: _Plan, name: str) -> None:
             errors.append(f"{where}: asset {asset_id} is already listed on line {seen_assets[asset_id]}")
         seen_assets[asset_id] = record.line
         _check_text(data, ("name", "device_type", "site", "location", "ingest_token"), where, errors)
+        if "privacy" in data and data["privacy"] not in PRIVACY_LEVELS:
+            errors.append(f"{where}: privacy must be one of {', '.join(PRIVACY_LEVELS)}, got {data['privacy']!r}")
         if data.get("device_type") and data["device_type"] not in device_types:
             known = ", ".join(sorted(device_types)) or "none"
             errors.append(f"{where}: unknown device type {data['device_type']!r} (known: {known})")

@@ -352,3 +352,13 @@ def _report_unknown(tally: _Tally) -> None:
     for asset_id, keys in tally.unknown_sensors.items():
         listed = ", ".join(f"{k} ({n}x)" for k, n in sorted(keys.items()))
         payload_reject(source=SOURCE, reason=f"unknown sensor(s) of {asset_id}: {listed}", raw="", topic=tally.name[:200])
+
+
+def readings_from_log_document(sender, *, document, path, **kwargs) -> None:
+    """A device log uploaded as a document also becomes readings of its asset (safe to repeat).
+
+    Connected to apps.knowledge.signals.log_document_ingesting in AssetsConfig.ready. The asset
+    is the one the document is linked to, when it is linked to exactly one.
+    """
+    linked = list(document.assets.values_list("asset_id", flat=True)[:2])
+    readings_from_logfile(path, name=document.original_name, asset_hint=linked[0] if len(linked) == 1 else None)

@@ -3,6 +3,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from apps.knowledge.privacy import PRIVACY_CHOICES, privacy_default
+
 
 class DeviceType(models.Model):
     """A kind of device (e.g. the Vaisala WXT536 weather transmitter) with its sensor specs."""
@@ -64,6 +66,9 @@ class Asset(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="assets", help_text="technicians responsible for this asset"
     )
     ingest_token = models.CharField(max_length=64, blank=True, db_index=True, help_text="bearer token for HTTP telemetry")
+    # Whether its readings, findings and incidents may go to the site model server
+    # (models/llm/routing.py): restricted ones never leave this device.
+    privacy = models.CharField(max_length=12, choices=PRIVACY_CHOICES, default=privacy_default)
     # Made by the demo site (apps/assets/demo.py) and fed by its simulator; the pages mark it.
     is_demo = models.BooleanField(
         "demo data", default=False, help_text="a simulated demo asset: `runapp` feeds it simulated readings"

@@ -7,7 +7,6 @@ from django.views.decorators.http import require_GET
 from apps.accounts.decorators import perm_required
 from apps.assets import presenters
 from apps.assets.models import Asset
-from apps.incidents.selectors import asset_incident_history
 
 
 def _asset(asset_id: str) -> Asset:
@@ -25,7 +24,7 @@ def asset_list(request):
 def asset_detail(request, asset_id):
     asset = _asset(asset_id)
     context = presenters.asset_page(asset, hours=presenters.hours_param(request.GET.get("hours")))
-    context["incidents"] = asset_incident_history(request.user, asset)
+    # The incident history comes from incidents' template tag: assets sit below incidents.
     return render(request, "assets/asset.html", context)
 
 

@@ -14,9 +14,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.assets.models import Asset
 from apps.chat import services
-from apps.chat.models import Conversation
+from apps.chat.ask_request import AskRefused, ask_request_clean
+from apps.chat.rendering import evidence_html
 from apps.chat.streaming import TokenCoalescer
 
 MAX_FRAME_BYTES = 16 * 1024
@@ -65,42 +65,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.pump and not self.pump.done():
             return await self._error("busy", "an answer is still streaming; stop it or wait")
         try:
-            question = services.question_clean(frame.get("question"))
-        except services.InvalidQuestion as exc:
-            return await self._error("invalid_question", str(exc))
-        asset_id, context_text = frame.get("asset"), frame.get("context")
-        if asset_id is not None and not isinstance(asset_id, str):
-            return await self._error("bad_frame", "asset must be an asset id string")
-        if context_text is not None and (not isinstance(context_text, str) or len(context_text) > 4000):
-            return await self._error("bad_frame", "context must be log text of at most 4000 characters")
-        asset = None
-        if asset_id:
-            asset = await database_sync_to_async(lambda: Asset.objects.filter(asset_id=asset_id).first())()
-            if asset is None:
-                return await self._error("unknown_asset", f"no asset {asset_id[:64]!r}")
-        conversation_id = frame.get("conversation")
-        if conversation_id is not None and not isinstance(conversation_id, int):
-            return await self._error("bad_frame", "conversation must be an integer id")
-        try:
-            conversation = await database_sync_to_async(services.conversation_for)(
-                user=self.user, conversation_id=conversation_id, title=question
+            ask = await database_sync_to_async(ask_request_clean)(
+                user=self.user, question=frame.get("question"), asset=frame.get("asset"),
+                context=frame.get("context"), conversation=frame.get("conversation"),
             )
-        except Conversation.DoesNotExist:
-            return await self._error("unknown_conversation", "no such conversation")
+        except AskRefused as exc:
+            return await self._error(exc.code, str(exc))
+        local_only = frame.get("local_only")
+        if local_only is not None and not isinstance(local_only, bool):
+            return await self._error("bad_frame", "local_only must be true or false")
+        conversation = ask.conversation or await database_sync_to_async(services.conversation_for)(
+            user=self.user, title=ask.question
+        )
+        if local_only is not None:  # the technician's choice, kept with the conversation
+            await database_sync_to_async(services.conversation_local_only_set)(
+                conversation=conversation, local_only=local_only
+            )
 
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         self.cancel = threading.Event()
         cancel = self.cancel
 
-        def to_loop(event):
+        def to_loop(event):  # in the answer thread
+            if event is not None:
+                event = evidence_html(event)  # rendered here, off the event loop
             try:
                 loop.call_soon_threadsafe(events.put_nowait, event)
             except RuntimeError:  # the event loop is gone (server shutting down): stop the model
                 cancel.set()
 
         services.run_answer_in_thread(
-            question=question, conversation=conversation, cancel=cancel, asset=asset, context_text=context_text,
+            question=ask.question, conversation=conversation, cancel=cancel, asset=ask.asset,
+            context_text=ask.context_text,
             emit=TokenCoalescer(to_loop, interval_s=settings.NANOSENTRI_TOKEN_FRAME_MS / 1000),
         )
         self.pump = asyncio.create_task(self._forward(events))

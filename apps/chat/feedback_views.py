@@ -13,8 +13,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.decorators import perm_required
-from apps.chat import feedback as services
-from apps.chat.models import AnswerFeedback, Message
+from apps.chat import feedback_services as services
+from apps.chat import selectors
+from apps.chat.models import AnswerFeedback
 
 REVIEW_PAGE_SIZE = 20
 _FILTERS = {"unreviewed": False, "reviewed": True, "all": None}
@@ -53,7 +54,7 @@ def _payload(request) -> dict:
 @require_POST
 def feedback(request, pk):
     """POST {rating: "up"|"down"|"none", comment}: set, change or take back the user's vote."""
-    message = Message.objects.select_related("conversation").filter(pk=pk).first()
+    message = selectors.message_with_conversation(pk=pk)
     try:
         data = _payload(request)
         if message is None:
@@ -66,7 +67,7 @@ def feedback(request, pk):
         return JsonResponse({"error": "No such answer.", "code": "not_found"}, status=404)
     except services.InvalidFeedback as exc:
         return JsonResponse({"error": str(exc), "code": "invalid", "field": exc.field}, status=400)
-    return JsonResponse(services.feedback_state(message=message, user=request.user))
+    return JsonResponse(selectors.feedback_state(message=message, user=request.user))
 
 
 @perm_required("chat.review_feedback")
@@ -75,7 +76,7 @@ def review(request):
     status = request.GET.get("status", "unreviewed")
     if status not in _FILTERS:
         status = "unreviewed"
-    page = Paginator(services.feedback_review_queue(reviewed=_FILTERS[status]), REVIEW_PAGE_SIZE).get_page(
+    page = Paginator(selectors.feedback_review_queue(reviewed=_FILTERS[status]), REVIEW_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     return render(
@@ -86,7 +87,7 @@ def review(request):
             "items": [_item(f) for f in page.object_list],
             "status": status,
             "filters": [("unreviewed", "Unreviewed"), ("reviewed", "Reviewed"), ("all", "All")],
-            "unreviewed_count": services.feedback_unreviewed_count(),
+            "unreviewed_count": selectors.feedback_unreviewed_count(),
             "here": request.get_full_path(),
         },
     )
@@ -96,7 +97,7 @@ def review(request):
 @require_http_methods(["GET", "POST"])
 def review_item(request, pk):
     """One thumbs-down; POST {note, next} marks it reviewed."""
-    feedback = get_object_or_404(services.feedback_review_queue(), pk=pk)
+    feedback = get_object_or_404(selectors.feedback_review_queue(), pk=pk)
     note_error, note = "", None
     if request.method == "POST":
         note = request.POST.get("note", "")
@@ -128,7 +129,7 @@ def _item(feedback: AnswerFeedback) -> dict:
     return {
         "feedback": feedback,
         "answer": answer,
-        "question": question if question is not None else services.question_for(answer),
+        "question": question if question is not None else selectors.question_for(answer),
         # Several answers share the page: their [n] links point at their own citations.
         "answer_html": answer.answer_html,
         "citations": list(answer.citations.all()),

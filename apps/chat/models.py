@@ -7,6 +7,8 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+    # The technician chose that only the local model answers in this conversation.
+    local_only = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-updated"]
@@ -43,11 +45,39 @@ class Message(models.Model):
     extract = models.JSONField(default=list, blank=True)
     # What the model wrote that the evidence does not hold: [{"kind", "text", "start", "end"}].
     ungrounded = models.JSONField(default=list, blank=True)
+    # Which model answered and why (models/llm/routing.py): "local", "site" or "none" (no model
+    # asked), a reason code, and the sentence the technician was shown.
+    route = models.CharField(max_length=8, blank=True)
+    route_reason = models.CharField(max_length=32, blank=True)
+    route_detail = models.TextField(blank=True)
+    # The most private level among the evidence the answer was given (public, internal,
+    # restricted): a follow-up carries this turn into its prompt, so it inherits the level.
+    privacy = models.CharField(max_length=12, blank=True)
+    # The AnswerProcess writing it while pending or streaming: if that process dies mid-answer,
+    # another one marks the answer failed (apps/chat/inflight.py).
+    process_key = models.CharField(max_length=32, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     completed = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created", "pk"]
+        indexes = [
+            # The sweep of orphaned answers reads the few in flight, every few seconds.
+            models.Index(fields=["status"], condition=models.Q(status__in=["pending", "streaming"]),
+                         name="chat_message_in_flight"),
+        ]
+
+    @property
+    def route_info(self) -> dict | None:
+        """``{via, model, reason, detail, label}`` of an answer, or None when none was recorded."""
+        if not self.route_reason:
+            return None
+        from models.llm.routing import BADGES
+
+        return {
+            "via": self.route, "model": self.model_name, "reason": self.route_reason, "detail": self.route_detail,
+            "label": BADGES.get(self.route_reason, ""),
+        }
 
     @property
     def answer_html(self) -> str:
@@ -55,6 +85,19 @@ class Message(models.Model):
         from apps.chat.rendering import render_answer
 
         return render_answer(self.content, len(self.citations.all()), scope=self.pk, ungrounded=self.ungrounded)
+
+
+class AnswerProcess(models.Model):
+    """A process that writes answers (a web process, ``manage.py ask``), as long as it beats."""
+
+    key = models.CharField(max_length=32, unique=True)  # one per process run
+    host = models.CharField(max_length=255)  # host name and pid namespace (apps/chat/inflight.py)
+    pid = models.PositiveIntegerField()
+    started = models.DateTimeField(auto_now_add=True)
+    seen = models.DateTimeField(db_index=True)  # its last heartbeat
+
+    def __str__(self):
+        return f"{self.host} pid {self.pid}"
 
 
 class Citation(models.Model):

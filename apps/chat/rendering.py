@@ -112,3 +112,21 @@ def _marks(html: str) -> str:
     if is_open:
         out.append("</mark>")
     return _BLANK_MARK.sub(r"\1", "".join(out))
+
+
+def evidence_html(event: dict) -> dict:
+    """A ``live_context``, ``similar_incidents`` or ``route`` event with its ``html``: the partial a stored answer
+    is shown with on the chat page, so a streamed answer looks the same and chat.js builds no markup
+    of its own. Other events are returned as they are."""
+    from django.template.loader import render_to_string
+
+    kind = event.get("type")
+    if kind == "live_context":
+        return {**event, "html": render_to_string("chat/_live_context.html", {"live": event}).strip()}
+    if kind == "similar_incidents":
+        items = event.get("items") or []
+        html = render_to_string("chat/_similar_incidents.html", {"items": items}).strip() if items else ""
+        return {**event, "html": html}
+    if kind == "route":  # which model answers and why: the badge of a stored answer
+        return {**event, "html": render_to_string("chat/_route_badge.html", {"route": event}).strip()}
+    return event

@@ -15,36 +15,24 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from apps.chat.ask_request import AskRefused, InvalidContext, question_clean
 from apps.chat.conversation import conversation_history, follow_up_query, previous_turn, remember_turn
+from apps.chat.extensions import incident_reads
 from apps.chat.extract import answer_extract
 from apps.chat.feedback_ranking import feedback_rerank
 from apps.chat.grounding import ungrounded_claims
 from apps.chat.highlight import key_lines
+from apps.chat.inflight import answer_process_key
+from apps.chat.model_route import answer_evidence, answer_route, evidence_privacy
 from apps.chat.models import Citation, Conversation, Message
 from apps.chat.prompting import build_prompt, not_covered_text
 from apps.chat.rendering import answer_text, render_answer
 from apps.knowledge.retrieval import passages_retrieve
 from models.errors import ModelUnavailable
+from models.llm.router import RoutedAnswer
+from models.llm.routing import EXTRACT_ONLY, NOT_COVERED, route_without_model
 
 log = logging.getLogger(__name__)
-
-MAX_QUESTION_CHARS = 2000
-
-
-class InvalidQuestion(ValueError):
-    pass
-
-
-def question_clean(question) -> str:
-    if not isinstance(question, str):
-        raise InvalidQuestion("the question must be text")
-    question = question.strip()
-    if not question:
-        raise InvalidQuestion("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise InvalidQuestion(f"the question is too long (over {MAX_QUESTION_CHARS} characters)")
-    return question
-
 
 def conversation_for(*, user, conversation_id=None, title: str = "") -> Conversation:
     """The user's conversation ``conversation_id``, or a new one. Others' conversations: DoesNotExist."""
@@ -53,8 +41,11 @@ def conversation_for(*, user, conversation_id=None, title: str = "") -> Conversa
     return Conversation.objects.create(user=user if getattr(user, "is_authenticated", False) else None, title=title[:200])
 
 
-class InvalidContext(ValueError):
-    pass
+def conversation_local_only_set(*, conversation: Conversation, local_only: bool) -> None:
+    """The technician's choice: only the local model answers in ``conversation`` (or not any more)."""
+    if conversation.local_only != bool(local_only):
+        conversation.local_only = bool(local_only)
+        Conversation.objects.filter(pk=conversation.pk).update(local_only=conversation.local_only)
 
 
 def live_context_for(*, question: str, asset=None, context_text: str | None = None):
@@ -66,7 +57,7 @@ def live_context_for(*, question: str, asset=None, context_text: str | None = No
         try:
             return context_live_context(context_text, asset=asset)
         except PayloadError as exc:
-            raise InvalidContext(f"the pasted context is not a readable log line: {exc}") from exc
+            raise InvalidContext.unreadable(exc) from exc
     asset = asset or asset_recognise(question)
     return asset_live_context(asset) if asset is not None else None
 
@@ -85,15 +76,14 @@ def answer_stream(
     live sensor readings and diagnostic findings; otherwise an asset named in the question is
     used when there is one.
     """
-    from models.llm import generation_queue, get_language_model
-
     cancel = cancel or threading.Event()
     received = time.perf_counter()
     question = question_clean(question)
     live = live_context_for(question=question, asset=asset, context_text=context_text)
     previous = previous_turn(conversation)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
-    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING)
+    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING,
+                                    process_key=answer_process_key())  # if this process dies, another fails it
     if not conversation.title:
         conversation.title = question[:200]
     conversation.save(update_fields=["title", "updated"])
@@ -141,75 +131,108 @@ def answer_stream(
     if not passages and not findings and not similar:  # a past incident is evidence too
         refusal = not_covered_text(found.unknown_codes)
         yield {"type": "token", "message": answer.pk, "text": refusal}
-        yield _finish(answer, refusal, Message.Status.NOT_COVERED, timings, received, 0)
+        yield _finish(answer, refusal, Message.Status.NOT_COVERED, timings, received, 0,
+                      route=route_without_model(NOT_COVERED))
         return
     if not settings.NANOSENTRI_LLM_NARRATIVE:  # extract only (docs/benchmarks.md says why)
-        yield _finish(answer, "", Message.Status.COMPLETED, timings, received, 0)
+        yield _finish(answer, "", Message.Status.COMPLETED, timings, received, 0, route=route_without_model(EXTRACT_ONLY))
         return
     evidence = _evidence_texts(question, passages, live, similar)
 
-    # 2. Wait for the model: one generation at a time per process.
-    ticket = generation_queue.join()
-    pieces: list[str] = []
-    first_token_at = None
-    status = Message.Status.COMPLETED
+    # 2. Which model: the site server when the evidence allows and it answers, else the local one.
+    in_prompt = similar[: settings.NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT]
+    sources = answer_evidence(conversation=conversation, answer=answer, passages=passages, live=live, incidents=in_prompt)
+    route = answer_route(conversation=conversation, evidence=sources)
+    answer.privacy = evidence_privacy(sources)
+    Message.objects.filter(pk=answer.pk).update(privacy=answer.privacy)
+    history = conversation_history(conversation, previous)
+    generation = _routed_generation(
+        route, cancel=cancel, session=conversation.pk,
+        prompt_for=lambda model: build_prompt(
+            question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
+            live_block=live.prompt_block() if live else "", incidents=in_prompt, history=history,
+        ),
+    )
+
+    # 3. Stream it (waiting for the local model's turn when it answers: one generation at a time).
+    def finish(status, **kwargs):
+        timings.update(_generation_timings(generation, received))
+        return _finish(answer, "".join(generation.pieces), status, timings, received, len(generation.pieces),
+                       generation.first_token_at, route=generation.route_taken, evidence=evidence, **kwargs)
+
     try:
-        queued_at = time.perf_counter()
-        for ahead in generation_queue.wait_turn(ticket, cancelled=cancel.is_set):
-            yield {"type": "queued", "message": answer.pk, "position": ahead}
-        timings["queue_ms"] = round((time.perf_counter() - queued_at) * 1000, 1)
-        if cancel.is_set():
-            yield _finish(answer, "", Message.Status.STOPPED, timings, received, 0)
-            return
-        try:
-            model = get_language_model()
-            prompt = build_prompt(
-                question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
-                live_block=live.prompt_block() if live else "",
-                incidents=similar[: settings.NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT],
-                history=conversation_history(conversation, previous),
-            )
-        except ModelUnavailable as exc:
-            yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
-            yield _finish(answer, "", Message.Status.FAILED, timings, received, 0, error=str(exc))
-            return
-        answer.model_name = model.name
-        timings["prompt_tokens"] = prompt.prompt_tokens
-        Message.objects.filter(pk=answer.pk).update(status=Message.Status.STREAMING, model_name=model.name)
-        generation_started = time.perf_counter()
-        try:
-            for piece in model.stream_chat(
-                prompt.messages,
-                max_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
-                temperature=settings.NANOSENTRI_LLM_TEMPERATURE,
-                should_stop=cancel.is_set,
-                session=conversation.pk,  # the runtime keeps this conversation's KV cache
-            ):
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                    timings["ttft_ms"] = round((first_token_at - received) * 1000, 1)
-                    timings["model_ttft_ms"] = round((first_token_at - generation_started) * 1000, 1)
-                pieces.append(piece)
-                yield {"type": "token", "message": answer.pk, "text": piece}
-        except ModelUnavailable as exc:
-            yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
-            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at,
-                          error=str(exc), evidence=evidence)
-            return
-        except Exception as exc:
-            log.exception("generation failed for message %s", answer.pk)
-            yield {"type": "error", "message": answer.pk, "code": "generation_failed", "detail": f"{exc.__class__.__name__}: {exc}"}
-            yield _finish(answer, "".join(pieces), Message.Status.FAILED, timings, received, len(pieces), first_token_at,
-                          error=str(exc), evidence=evidence)
-            return
-        if cancel.is_set():
-            status = Message.Status.STOPPED
-        timings.update(model.prompt_stats())  # prompt tokens taken from the KV cache / evaluated
-        # The next follow-up's prompt starts with this one and its answer, as generated.
-        remember_turn(conversation.pk, answer.pk, prompt, "".join(pieces))
-    finally:
-        generation_queue.leave(ticket)
-    yield _finish(answer, "".join(pieces), status, timings, received, len(pieces), first_token_at, evidence=evidence)
+        for event in generation.events():
+            if event[0] == "token":
+                yield {"type": "token", "message": answer.pk, "text": event[1]}
+            elif event[0] == "queued":
+                yield {"type": "queued", "message": answer.pk, "position": event[1]}
+            elif event[0] == "route":
+                yield _route_start(answer, event[1], restart=event[2], prompt=generation.prompt, timings=timings)
+    except ModelUnavailable as exc:
+        yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
+        yield finish(Message.Status.FAILED, error=str(exc))
+        return
+    except Exception as exc:
+        log.exception("generation failed for message %s", answer.pk)
+        yield {"type": "error", "message": answer.pk, "code": "generation_failed", "detail": f"{exc.__class__.__name__}: {exc}"}
+        yield finish(Message.Status.FAILED, error=str(exc))
+        return
+    if generation.stopped_before_model:
+        yield finish(Message.Status.STOPPED)
+        return
+    timings.update(generation.model.prompt_stats())  # prompt tokens taken from the KV cache / evaluated
+    # The next follow-up's prompt starts with this one and its answer, as generated.
+    remember_turn(conversation.pk, answer.pk, generation.prompt, "".join(generation.pieces))
+    yield finish(Message.Status.STOPPED if cancel.is_set() else Message.Status.COMPLETED)
+
+
+def _routed_generation(route, *, cancel: threading.Event, session, prompt_for):
+    from models.llm import generation_queue, get_language_model, get_site_model, site_health
+
+    return RoutedAnswer(
+        route,
+        local=get_language_model,
+        site=get_site_model(),
+        prompt_for=prompt_for,
+        max_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
+        temperature=settings.NANOSENTRI_LLM_TEMPERATURE,
+        should_stop=cancel.is_set,
+        session=session,  # the local runtime keeps this conversation's KV cache
+        queue=generation_queue,
+        first_token_timeout=settings.NANOSENTRI_SITE_LLM_FIRST_TOKEN_TIMEOUT_S,
+        stall_timeout=settings.NANOSENTRI_SITE_LLM_TIMEOUT_S,
+        health=site_health(),
+    )
+
+
+def _route_start(answer: Message, route, *, restart: bool, prompt, timings: dict) -> dict:
+    """A model is about to answer: record which and why, and tell the client (the ``route`` frame)."""
+    answer.model_name = route.model
+    timings["prompt_tokens"] = prompt.prompt_tokens
+    Message.objects.filter(pk=answer.pk).update(
+        status=Message.Status.STREAMING, model_name=route.model, route=route.via, route_reason=route.reason,
+        route_detail=route.detail,
+    )
+    return {"type": "route", "message": answer.pk, **route.as_dict(), "restart": restart}
+
+
+def _generation_timings(generation, received: float) -> dict:
+    timings = {}
+    if generation.queue_ms is not None:
+        timings["queue_ms"] = generation.queue_ms
+    if generation.first_token_at is not None:
+        timings["ttft_ms"] = round((generation.first_token_at - received) * 1000, 1)
+        timings["model_ttft_ms"] = round((generation.first_token_at - generation.generation_started) * 1000, 1)
+    if generation.site_ttft_ms is not None:
+        timings["site_ttft_ms"] = generation.site_ttft_ms
+    if generation.site_failed_at is not None:
+        # From giving up on the site server to the local model's first token.
+        timings["fallback_ms"] = (
+            round((generation.first_token_at - generation.site_failed_at) * 1000, 1)
+            if generation.first_token_at is not None and generation.first_token_at > generation.site_failed_at else None
+        )
+        timings["discarded_tokens"] = generation.discarded_tokens
+    return timings
 
 
 def _evidence_texts(question: str, passages, live, similar: list[dict]) -> list[str]:
@@ -223,11 +246,10 @@ def _evidence_texts(question: str, passages, live, similar: list[dict]) -> list[
 
 def _similar_incidents(question: str, *, asset, live) -> tuple[list[dict], float]:
     """Similar past incidents (same device type first) and the milliseconds it took; [] on failure."""
-    from apps.incidents.similar import incidents_similar
-
+    incidents = incident_reads()
     started = time.perf_counter()
     try:
-        items = incidents_similar(question, asset=asset, device_type=live.device_type if live else None)
+        items = incidents.similar(question, asset=asset, device_type=live.device_type if live else None) if incidents else []
     except Exception:  # an unreadable incident index must not cost the technician the answer
         log.exception("similar incidents failed for %r", question[:80])
         items = []
@@ -240,10 +262,9 @@ def _similar_links_limit(items: list[dict], *, user) -> None:
     A technician sees their own and their assets' incidents; a sibling asset's fix is still
     worth knowing, but its page is not theirs to open.
     """
-    from apps.incidents.selectors import incidents_visible_to
-
+    incidents = incident_reads()
     ids = [item["id"] for item in items]
-    visible = set(incidents_visible_to(user).filter(pk__in=ids).values_list("pk", flat=True)) if user else set()
+    visible = incidents.visible_ids(user, ids) if user and incidents and ids else set()
     for item in items:
         if item["id"] not in visible:
             item["url"] = None
@@ -280,7 +301,9 @@ def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
     return Citation.objects.bulk_create(citations)
 
 
-def _finish(answer, text, status, timings, received, token_count, first_token_at=None, error="", evidence=None) -> dict:
+def _finish(
+    answer, text, status, timings, received, token_count, first_token_at=None, error="", evidence=None, route=None
+) -> dict:
     now = time.perf_counter()
     timings.setdefault("ttft_ms", None)
     timings["tokens"] = token_count
@@ -293,8 +316,12 @@ def _finish(answer, text, status, timings, received, token_count, first_token_at
     citations = [{"n": c.rank, "document": c.file_name, "page": c.page} for c in answer.citations.all()]
     claims = ungrounded_claims(text, evidence=evidence or [], citations=citations) if text and evidence else []
     ungrounded = [c.as_dict() for c in claims]
+    fields = {}
+    if route is not None:  # which model answered, and why (models/llm/routing.py)
+        fields = {"route": route.via, "route_reason": route.reason, "route_detail": route.detail}
     Message.objects.filter(pk=answer.pk).update(
-        content=text, status=status, timings=timings, error=error, completed=timezone.now(), ungrounded=ungrounded
+        content=text, status=status, timings=timings, error=error, completed=timezone.now(), ungrounded=ungrounded,
+        **fields,
     )
     return {
         "type": "done",
@@ -304,6 +331,7 @@ def _finish(answer, text, status, timings, received, token_count, first_token_at
         "html": render_answer(text, len(citations), ungrounded=claims),
         "ungrounded": ungrounded,
         "timings": timings,
+        "route": route.as_dict() if route is not None else None,
     }
 
 
@@ -319,10 +347,8 @@ def run_answer_in_thread(
             )
             for event in events:
                 emit(event)
-        except InvalidQuestion as exc:
-            emit({"type": "error", "code": "invalid_question", "detail": str(exc)})
-        except InvalidContext as exc:
-            emit({"type": "error", "code": "bad_context", "detail": str(exc)})
+        except AskRefused as exc:  # answer_stream checks the question and the context again
+            emit({"type": "error", "code": exc.code, "detail": str(exc)})
         except Exception as exc:
             log.exception("answer pipeline failed")
             emit({"type": "error", "code": "internal_error", "detail": f"{exc.__class__.__name__}: {exc}"})
@@ -342,7 +368,7 @@ def answer_result(
 
     This is the shape of ``manage.py ask --json`` and of the API's ask endpoint (see
     docs/protocol.md). ``on_event`` sees every event as it happens (the ask command prints them).
-    Raises InvalidQuestion / InvalidContext like ``answer_stream``.
+    Raises InvalidQuestion / InvalidContext (apps.chat.ask_request) like ``answer_stream``.
     """
     citations, pieces, done, errors, live, similar, extract = [], [], None, [], {}, [], []
     for event in answer_stream(question=question, conversation=conversation, asset=asset, context_text=context_text):
@@ -392,6 +418,8 @@ def answer_result(
         "readings": live.get("readings", {}),
         "conversation": conversation.pk,
         "message": done["message"] if done else None,
+        # Which model answered and why: {via, model, reason, detail} (docs/answers.md §6).
+        "route": done.get("route") if done else None,
     }
     if errors:
         result["error"] = errors[-1]["detail"]

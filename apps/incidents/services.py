@@ -2,15 +2,18 @@
 
 Every change goes through ``incident_update`` so that the audit trail is complete: one
 ``IncidentEvent`` per save, listing each changed field as [old, new]. Resolved and closed
-incidents are (re-)embedded for "similar past incidents" by a Celery task queued on commit.
+incidents are (re-)embedded for "similar past incidents" by a Celery task queued on commit
+(``incident_index``; the store is ``apps.incidents.similar_index``).
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from apps.incidents.models import Incident, IncidentEvent
+from apps.incidents.similar_index import Identifiers, get_embedder, get_incident_index, incident_entry, node_id
 
 # The fields a person may edit, in the order the audit trail lists them.
 EDITABLE_FIELDS = (
@@ -219,3 +222,37 @@ def feedback_turn_into_incident(*, feedback, incident: Incident, reviewer):
         note=f"From feedback on answer #{feedback.message_id} ({feedback.get_rating_display().lower()})",
     )
     return feedback
+
+
+# ------------------------------------------------------------------------------ similar past incidents
+
+
+def incident_index(*, incident_id: int) -> bool:
+    """Embed incident ``incident_id`` if it is resolved or closed, else drop its vector.
+
+    Runs in the Celery worker (``incident_index_task``), the only process writing embedded
+    Chroma. Returns True when the incident is now in the index.
+    """
+    incident = Incident.objects.select_related("asset__device_type").filter(pk=incident_id).first()
+    index = get_incident_index()
+    if incident is None or not incident.is_done:
+        index.delete_ids([node_id(incident_id)])
+        return False
+    entry = incident_entry(incident, Identifiers())
+    index.add_entries([entry], get_embedder().embed([entry.embed_text]))
+    return True
+
+
+def incidents_reindex(*, batch_size: int | None = None) -> int:
+    """Rebuild the collection from the database (e.g. after restoring a backup); returns the count."""
+    batch_size = batch_size or settings.NANOSENTRI_EMBEDDING_BATCH
+    index = get_incident_index()
+    index.clear()
+    ids = Identifiers()
+    embedder = get_embedder()
+    done = Incident.objects.filter(status__in=[Incident.Status.RESOLVED, Incident.Status.CLOSED])
+    incidents = list(done.select_related("asset__device_type").order_by("pk"))
+    for start in range(0, len(incidents), batch_size):
+        entries = [incident_entry(incident, ids) for incident in incidents[start:start + batch_size]]
+        index.add_entries(entries, embedder.embed([e.embed_text for e in entries], batch_size=batch_size))
+    return len(incidents)

@@ -2,7 +2,7 @@
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from apps.core.consumers import FollowingConsumer
+from apps.realtime.consumers import FollowingConsumer
 from apps.knowledge.models import Document
 from apps.knowledge.progress import GROUP
 

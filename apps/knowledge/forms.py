@@ -1,5 +1,7 @@
 from django import forms
 
+from apps.knowledge.privacy import PRIVACY_CHOICES, privacy_default
+
 
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
@@ -24,3 +26,10 @@ class MultipleFileField(forms.FileField):
 
 class UploadForm(forms.Form):
     files = MultipleFileField(label="Manuals or logs (PDF, TXT, MD, LOG, CSV)")
+    privacy = forms.ChoiceField(
+        label="Privacy", choices=PRIVACY_CHOICES, initial=privacy_default, required=False,
+        help_text="Restricted documents are only ever read by the model on this device.",
+    )
+
+    def clean_privacy(self) -> str | None:
+        return self.cleaned_data.get("privacy") or None  # not sent: NANOSENTRI_DEFAULT_PRIVACY

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from apps.knowledge.privacy import PRIVACY_CHOICES, privacy_default
+
 
 class Document(models.Model):
     class Status(models.TextChoices):
@@ -39,12 +41,19 @@ class Document(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_versions"
     )
     cancel_requested = models.BooleanField(default=False)
+    # The Celery worker (its node name, e.g. celery@host) that took the last ingest. A worker
+    # starting under the same name re-queues what its previous run held when it died; one held
+    # by a worker that no longer answers is re-queued too (services.documents_requeue_interrupted).
+    ingest_worker = models.CharField(max_length=200, blank=True)
     # What the manual is (file name words + the PDF's own title), set by the worker; used to
     # tell which manual a question names (apps/knowledge/retrieval.py).
     title = models.CharField(max_length=400, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="documents"
     )
+    # Whether its passages may go to the site model server (models/llm/routing.py): restricted
+    # ones never leave this device.
+    privacy = models.CharField(max_length=12, choices=PRIVACY_CHOICES, default=privacy_default)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

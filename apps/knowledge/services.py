@@ -15,7 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.knowledge.models import Document
+from apps.knowledge.privacy import PRIVACY_LEVELS, privacy_default, privacy_rank
 from apps.knowledge.progress import broadcast
+from apps.knowledge.signals import log_document_ingesting
 from ingest.parse import SUPPORTED_EXTENSIONS, ParseError
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ def _clean_name(name: str) -> str:
 
 def document_store(
     *, name: str, chunks, size: int | None = None, user=None, check: Callable[[Path, str], str | None] | None = None,
-    new_version: str = "ask",
+    new_version: str = "ask", privacy: str | None = None,
 ) -> tuple[Document, bool]:
     """Store a file (given as an iterable of byte chunks) and queue it for ingestion.
 
@@ -84,7 +86,13 @@ def document_store(
     A file that looks like a new version of a current manual (apps.knowledge.versions) is, by
     ``new_version``: "ask" — stored and left ``awaiting`` the admin's choice; "replace" — queued to
     replace it once indexed; "keep" — queued as a manual of its own.
+
+    ``privacy`` is the new document's level (None: NANOSENTRI_DEFAULT_PRIVACY). Identical content
+    already stored keeps its level, unless this upload asks for a stricter one: an upload never
+    makes a document less private.
     """
+    if privacy is not None and privacy not in PRIVACY_LEVELS:
+        raise ValueError(f"unknown privacy level {privacy!r}")
     name = _clean_name(name)
     extension = _check_name_and_size(name, size)
     limit_mb = settings.NANOSENTRI_MAX_UPLOAD_MB
@@ -116,6 +124,7 @@ def document_store(
     existing = Document.objects.filter(content_hash=content_hash).first()
     if existing:
         os.unlink(tmp.name)
+        _privacy_raise(existing, privacy)
         return _existing_again(existing), False
     stored = Path(content_hash[:2]) / f"{content_hash}{extension}"
     (upload_dir / stored).parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +145,7 @@ def document_store(
                 uploaded_by=user if getattr(user, "is_authenticated", False) else None,
                 previous_version=previous,
                 status=Document.Status.AWAITING if previous else Document.Status.QUEUED,
+                privacy=privacy or privacy_default(),
             )
             if previous is None or new_version == "replace":
                 document_queue(document=document)
@@ -147,6 +157,12 @@ def document_store(
             raise
         return _existing_again(existing), False
     return document, True
+
+
+def _privacy_raise(document: Document, privacy: str | None) -> None:
+    if privacy is not None and privacy_rank(privacy) > privacy_rank(document.privacy):
+        document.privacy = privacy
+        Document.objects.filter(pk=document.pk).update(privacy=privacy)
 
 
 def _existing_again(existing: Document) -> Document:
@@ -248,25 +264,36 @@ class _ProgressWriter:
         broadcast(self.document)
 
 
-def document_ingest(*, document_id: int) -> Document | None:
+def document_ingest(*, document_id: int, worker: str = "") -> Document | None:
     """Run in the Celery worker: read, chunk, embed and index one document, a window of pages at a time.
 
     Safe to run again for the same document (a retry, a redelivery after a killed worker,
     a re-index): old entries are replaced, never duplicated. An admin's cancel is seen between
     pages; a new version, once indexed, takes the previous version's place.
+
+    ``worker`` (the Celery worker's node name) is recorded on the document, and means this call
+    is a delivery from the queue: it only takes a document that is queued or was being worked on.
+    A late redelivery (the broker gives a killed worker's unacknowledged message to a worker
+    again after its visibility timeout, when the document was long since re-queued and indexed)
+    then finds it indexed and does nothing, instead of taking it out of the answers to redo it.
     """
     from apps.knowledge.vector_index import get_vector_index
     from ingest.pipeline import IngestCancelled, ingest_file
     from models.embedding import get_embedder
 
-    claimed = Document.objects.filter(pk=document_id, cancel_requested=False).update(
-        status=Document.Status.PARSING, started_at=timezone.now(), error="", updated=timezone.now()
+    claim = Document.objects.filter(pk=document_id, cancel_requested=False)
+    if worker:
+        claim = claim.filter(status__in=Document.IN_PROGRESS)
+    claimed = claim.update(
+        status=Document.Status.PARSING, started_at=timezone.now(), error="", ingest_worker=worker,
+        updated=timezone.now(),
     )
     if not claimed:
         _cancel_if_requested(document_id)
-        log.info("document %s is gone or cancelled; nothing to ingest", document_id)
+        log.info("document %s is gone, cancelled or no longer queued; nothing to ingest", document_id)
         return None
     document = Document.objects.get(pk=document_id)
+    log.info("ingest of document %s (%s) started by %s", document_id, document.original_name, worker or "this process")
     broadcast(document)
     if document.extension in (".log", ".csv"):
         _readings_from_log(document)
@@ -312,6 +339,8 @@ def document_ingest(*, document_id: int) -> Document | None:
         index.delete_document(document_id)
         return _cancel_if_requested(document_id)
     document.refresh_from_db()
+    log.info("document %s (%s) indexed by %s: %s pages, %s chunks", document_id, document.original_name,
+             worker or "this process", result.page_count, result.chunk_count)
     if document.previous_version_id:
         from apps.knowledge.versions import previous_version_retire
 
@@ -347,16 +376,11 @@ def _cancel_if_requested(document_id: int) -> Document | None:
 
 
 def _readings_from_log(document: Document) -> None:
-    """A device log in a known format also becomes readings of its asset (safe to repeat)."""
-    from apps.assets.logfiles import readings_from_logfile
-
-    linked = list(document.assets.values_list("asset_id", flat=True)[:2])
-    try:
-        readings_from_logfile(
-            document_path(document), name=document.original_name, asset_hint=linked[0] if len(linked) == 1 else None
-        )
-    except Exception:  # the text is still indexed for the chat
-        log.exception("readings of %s could not be read", document.original_name)
+    """A device log in a known format also becomes readings of its asset (apps.assets listens)."""
+    results = log_document_ingesting.send_robust(sender=Document, document=document, path=document_path(document))
+    for _receiver, error in results:
+        if isinstance(error, Exception):  # the text is still indexed for the chat
+            log.error("readings of %s could not be read", document.original_name, exc_info=error)
 
 
 def _mark_failed(document: Document, reason: str, index) -> Document:
@@ -372,17 +396,27 @@ def _mark_failed(document: Document, reason: str, index) -> Document:
     return document
 
 
-def documents_requeue_interrupted() -> list[int]:
-    """Queue again every document whose ingest was cut off (worker killed or restarted).
+def documents_requeue_interrupted(
+    *, worker: str = "", workers_alive: Callable[[set[str]], set[str]] | None = None
+) -> list[int]:
+    """Queue again every document whose ingest was cut off (its worker killed or restarted).
+
+    A worker runs this as it starts, as ``worker`` (its node name). It takes back what its own
+    previous run held, and what a worker that does not answer any more held: ``workers_alive``
+    says which of the other holders answer (without it, none counts as alive). With several workers,
+    one starting must not take the documents the others are still working on: that ingested
+    them twice and, meanwhile, took them out of the answers.
 
     Safe because ingest is idempotent per document; their partial vectors are replaced and,
     until then, never retrieved (only indexed documents are).
     """
-    interrupted = list(
-        Document.objects.filter(status__in=Document.WORKING).values_list("pk", flat=True)
-    )
+    held = dict(Document.objects.filter(status__in=Document.WORKING).values_list("pk", "ingest_worker"))
+    others = {holder for holder in held.values() if holder and holder != worker}
+    alive = workers_alive(others) if others and workers_alive is not None else set()
+    interrupted = [pk for pk, holder in held.items() if holder not in alive]
     for document in Document.objects.filter(pk__in=interrupted):
-        log.warning("re-queueing interrupted ingest of document %s (%s)", document.pk, document.original_name)
+        log.warning("re-queueing interrupted ingest of document %s (%s), held by %s", document.pk,
+                    document.original_name, document.ingest_worker or "an unknown worker")
         with transaction.atomic():
             document_queue(document=document)
     return interrupted

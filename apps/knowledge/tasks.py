@@ -1,12 +1,17 @@
+import logging
+
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init, worker_ready
 
+log = logging.getLogger(__name__)
 
-@shared_task(name="knowledge.ingest_document", acks_late=True)
-def ingest_document_task(document_id: int) -> None:
+
+@shared_task(name="knowledge.ingest_document", acks_late=True, bind=True)
+def ingest_document_task(self, document_id: int) -> None:
     from apps.knowledge.services import document_ingest
 
-    document_ingest(document_id=document_id)
+    # The worker's node name goes on the document: who holds it, if this worker dies.
+    document_ingest(document_id=document_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="knowledge.delete_vectors", acks_late=True)
@@ -17,11 +22,26 @@ def delete_vectors_task(document_id: int) -> None:
 
 
 @worker_ready.connect
-def requeue_interrupted_ingests(**kwargs) -> None:
-    """A worker killed mid-ingest leaves documents in parsing/embedding: start them again."""
+def requeue_interrupted_ingests(sender=None, **kwargs) -> None:
+    """A worker killed mid-ingest leaves documents in parsing/embedding: start them again,
+    unless another worker that still answers holds them."""
     from apps.knowledge.services import documents_requeue_interrupted
 
-    documents_requeue_interrupted()
+    documents_requeue_interrupted(worker=getattr(sender, "hostname", "") or "", workers_alive=workers_answering)
+
+
+def workers_answering(names: set[str], timeout: float = 3.0) -> set[str]:
+    """Which of these Celery workers answer a ping. A prefork worker answers while its pool
+    process ingests; a solo pool cannot while it runs a task (run several workers with prefork,
+    the default). A broker without broadcast (the embedded filesystem one) gives no answer."""
+    from nanosentri_site.celery import app
+
+    try:
+        replies = app.control.ping(destination=sorted(names), timeout=timeout) or []
+    except Exception as exc:  # noqa: BLE001 - no answer is the answer
+        log.warning("could not ping workers %s: %s", sorted(names), exc)
+        return set()
+    return {name for reply in replies for name in reply} & set(names)
 
 
 def _pool_forks(pool) -> bool:

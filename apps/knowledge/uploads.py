@@ -61,16 +61,19 @@ _MAX_DETAIL = 200
 
 
 def upload_file(
-    *, name: str, chunks: Iterable[bytes], size: int | None = None, user=None, new_version: str = "ask"
+    *, name: str, chunks: Iterable[bytes], size: int | None = None, user=None, new_version: str = "ask",
+    privacy: str | None = None,
 ) -> UploadOutcome:
     """Judge one file: store and queue it, recognise it as a duplicate, or refuse it with a reason.
 
     ``new_version`` says what to do with a file that looks like a new version of a current manual
-    (see services.document_store): "ask" leaves it awaiting the admin's choice.
+    (see services.document_store): "ask" leaves it awaiting the admin's choice. ``privacy`` is the
+    document's level (None: NANOSENTRI_DEFAULT_PRIVACY).
     """
     try:
         document, created = services.document_store(
-            name=name, chunks=chunks, size=size, user=user, check=content_problem, new_version=new_version
+            name=name, chunks=chunks, size=size, user=user, check=content_problem, new_version=new_version,
+            privacy=privacy,
         )
     except services.UploadRejected as exc:
         return UploadOutcome(name=exc.name, outcome=Outcome.REJECTED, reason=exc.reason)
@@ -100,14 +103,17 @@ def upload_file(
     )
 
 
-def upload_files(*, files: Iterable[UploadedFileLike], user=None, new_version: str = "ask") -> list[UploadOutcome]:
+def upload_files(
+    *, files: Iterable[UploadedFileLike], user=None, new_version: str = "ask", privacy: str | None = None
+) -> list[UploadOutcome]:
     """One outcome per file, in the order given. A file that fails for an unexpected reason (a
     full disk…) is reported as rejected and the next file is still tried: nothing is lost silently."""
     outcomes = []
     for uploaded in files:
         try:
             outcome = upload_file(
-                name=uploaded.name, chunks=uploaded.chunks(), size=uploaded.size, user=user, new_version=new_version
+                name=uploaded.name, chunks=uploaded.chunks(), size=uploaded.size, user=user, new_version=new_version,
+                privacy=privacy,
             )
         except Exception as exc:
             log.exception("upload of %s failed", uploaded.name)

@@ -102,5 +102,5 @@ def reset_vector_index() -> None:
 
 
 def incident_index() -> SearchIndex:
-    """The past incidents' index (apps/incidents/similar.py)."""
+    """The past incidents' index (apps/incidents/similar_index.py)."""
     return search_index(settings.NANOSENTRI_CHROMA_INCIDENT_COLLECTION)

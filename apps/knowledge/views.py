@@ -43,7 +43,10 @@ def _upload(request):
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return _documents_page(request, form)
-    for outcome in uploads.upload_files(files=form.cleaned_data["files"], user=request.user):
+    outcomes = uploads.upload_files(
+        files=form.cleaned_data["files"], user=request.user, privacy=form.cleaned_data["privacy"]
+    )
+    for outcome in outcomes:
         messages.add_message(
             request,
             _LEVELS.get(outcome.outcome, messages.WARNING),

@@ -528,7 +528,7 @@ def indexes_rebuild(*, say: Say = _quiet) -> tuple[list, int]:
     """Rebuild both search indexes from the database and the uploads, in this process:
     every indexed document is ingested again (into an emptied collection), every resolved or
     closed incident embedded again. Returns (documents, incident count)."""
-    from apps.incidents.similar import incidents_reindex
+    from apps.incidents.services import incidents_reindex
 
     documents = documents_reindex(clear=True, say=say)
     incidents = incidents_reindex()

@@ -3,6 +3,10 @@
 - ``llamacpp`` (default): a GGUF run in-process by llama-cpp-python.
 - ``openai``: an OpenAI-compatible HTTP server, streamed.
 - ``mock``: a deterministic fake for fast unit tests.
+
+That model is the **local** route. ``get_site_model`` is the optional **site** route, an
+OpenAI-compatible server on the plant's network (``NANOSENTRI_SITE_LLM_URL``); which of the two
+answers a question is decided by ``models/llm/routing.py`` and streamed by ``models/llm/router.py``.
 """
 from __future__ import annotations
 
@@ -12,8 +16,12 @@ from django.conf import settings
 
 from models.llm.base import ChatMessage, LanguageModel
 from models.llm.queue import GenerationQueue
+from models.llm.routing import SiteHealth
 
-__all__ = ["ChatMessage", "LanguageModel", "get_language_model", "generation_queue", "reset_language_model"]
+__all__ = [
+    "ChatMessage", "LanguageModel", "get_language_model", "generation_queue", "reset_language_model",
+    "get_site_model", "site_health",
+]
 
 _instances: dict[tuple, LanguageModel] = {}
 _lock = threading.Lock()
@@ -49,6 +57,47 @@ def get_language_model() -> LanguageModel:
 def reset_language_model() -> None:
     with _lock:
         _instances.clear()
+    _site_health.ok()
+
+
+_site_health = SiteHealth(retry_s=30.0)
+
+
+def site_health() -> SiteHealth:
+    """The process's view of the site server: failed recently, or worth trying."""
+    _site_health.retry_s = settings.NANOSENTRI_SITE_LLM_RETRY_S
+    return _site_health
+
+
+def get_site_model() -> LanguageModel | None:
+    """The site model server's client for the current settings, or None when none is configured.
+
+    Building it connects to nothing: a server that is down shows when a question is sent to it.
+    """
+    url = settings.NANOSENTRI_SITE_LLM_URL
+    if not url:
+        return None
+    key = (
+        "site", url, settings.NANOSENTRI_SITE_LLM_MODEL, settings.NANOSENTRI_SITE_LLM_KEY,
+        settings.NANOSENTRI_SITE_LLM_TIMEOUT_S, settings.NANOSENTRI_SITE_LLM_CONTEXT,
+    )
+    model = _instances.get(key)
+    if model is None:
+        from models.llm.openai_http import OpenAICompatibleLanguageModel
+
+        with _lock:
+            model = _instances.get(key)
+            if model is None:
+                model = _instances[key] = OpenAICompatibleLanguageModel(
+                    base_url=url,
+                    model=settings.NANOSENTRI_SITE_LLM_MODEL,
+                    api_key=settings.NANOSENTRI_SITE_LLM_KEY,
+                    context_window=settings.NANOSENTRI_SITE_LLM_CONTEXT,
+                    # Also the longest silence between two pieces: a stalled server frees the
+                    # thread reading it (the router has given up on it by then).
+                    timeout=settings.NANOSENTRI_SITE_LLM_TIMEOUT_S,
+                )
+    return model
 
 
 def _build() -> LanguageModel:

@@ -46,6 +46,7 @@ class OpenAICompatibleLanguageModel(LanguageModel):
                     raise ModelUnavailable(
                         f"Model server answered {response.status_code}: {response.text[:300]}"
                     )
+                finished = False
                 for line in response.iter_lines():
                     if should_stop():
                         # Leaving the block closes the connection; the server cancels the job.
@@ -62,5 +63,9 @@ class OpenAICompatibleLanguageModel(LanguageModel):
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         yield piece
+                    finished = finished or bool(choice.get("finish_reason"))
+                if not finished:
+                    # The body ended cleanly but the answer did not (a proxy or the server gave up).
+                    raise ModelUnavailable(f"Model server at {self.base_url} ended the answer before its end")
         except httpx.HTTPError as exc:
             raise ModelUnavailable(f"Model server at {self.base_url} unreachable: {exc}") from exc

@@ -10,14 +10,12 @@
   "use strict";
 
   var box = document.getElementById("alert-toasts");
-  if (!box || !window.WebSocket) return;
+  if (!box || !window.WebSocket || !window.NanoSentriSocket) return;
 
   var STORE_KEY = "nanosentri.alerts";
   var MAX_SHOWN = 4;
   var MAX_SEEN = 100;
   var MAX_MESSAGE = 140;
-  var MAX_DELAY = 30000;
-  var retryDelay = 1000;
   var state = load(); // {lastId: number|null, seen: [ids], open: [alerts, oldest first]}
 
   function load() {
@@ -119,43 +117,17 @@
     }
   }
 
-  function connect() {
-    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    var url = scheme + "//" + window.location.host + "/ws/alerts/";
-    if (state.lastId !== null) url += "?after=" + encodeURIComponent(state.lastId);
-    var socket;
-    try {
-      socket = new WebSocket(url);
-    } catch (e) {
-      scheduleReconnect();
-      return;
-    }
-    socket.addEventListener("open", function () {
-      retryDelay = 1000;
-    });
-    socket.addEventListener("message", function (event) {
-      var frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (e) {
-        return;
-      }
-      if (!frame) return;
+  state.open.forEach(render);
+  window.NanoSentriSocket({
+    path: function () { // read at each (re)connect: the newest alert known by then
+      return "/ws/alerts/" + (state.lastId !== null ? "?after=" + encodeURIComponent(state.lastId) : "");
+    },
+    maxDelayMs: 30000,
+    jitterMs: 500,
+    probeSession: false, // on every page: a signed-out page has no toasts to keep alive anyway
+    onFrame: function (frame) {
       if (frame.type === "ready") onReady(frame.last_alert);
       else if (frame.type === "alert") show(frame.alert);
-    });
-    socket.addEventListener("close", function (event) {
-      if (event.code === 4403) return; // signed out or no role: nothing to listen to
-      scheduleReconnect();
-    });
-  }
-
-  function scheduleReconnect() {
-    var delay = retryDelay;
-    retryDelay = Math.min(MAX_DELAY, retryDelay * 2);
-    window.setTimeout(connect, delay + Math.floor(Math.random() * 500));
-  }
-
-  state.open.forEach(render);
-  connect();
+    }
+  });
 })();

@@ -1,8 +1,9 @@
 /* NanoSentri — chat page: the /ws/chat/ protocol of docs/protocol.md.
  *
  * Safety rule: everything the server or the model sends is written with textContent /
- * text nodes. The one exception is the `html` of a `done` frame, which the server rendered
- * from markdown and sanitized; it is the only place innerHTML is used.
+ * text nodes. The exceptions are the `html` the server renders: of a `done` frame (from
+ * markdown, sanitized), and of the `live_context`, `similar_incidents` and `route` frames (the
+ * page's own autoescaped partials); only these go through innerHTML.
  *
  * An answer card reads top to bottom: the manual's own sentences (`extract`), live context,
  * the cited passages, similar incidents, then the model's text under "Assistant's note".
@@ -16,6 +17,7 @@
   var textarea = document.getElementById("question");
   var assetSelect = document.getElementById("asset");
   var contextInput = document.getElementById("context");
+  var localOnly = document.getElementById("local-only"); // only when a site model server is configured
   var askButton = document.getElementById("ask");
   var stopButton = document.getElementById("stop");
   var queueStatus = document.getElementById("queue-status");
@@ -36,11 +38,8 @@
     interrupted: "interrupted"
   };
 
-  var socket = null;
+  var socket = null; // NanoSentriSocket (static/js/socket.js)
   var connected = false; // the server sent `ready`
-  var retryDelay = 1000;
-  var MAX_DELAY = 20000;
-  var reconnectTimer = null;
   var conversationId = parseConversation(main.getAttribute("data-conversation"));
   var live = null; // the answer being streamed: {el, extract, answer, citations, status, timings, message, gotToken}
   var NARRATIVE_TITLE = "Assistant's note — check against the manual";
@@ -154,7 +153,10 @@
     status.hidden = true;
     var timings = el("span", "timings");
     timings.hidden = true;
+    var route = el("span", "route");
+    route.hidden = true;
     meta.appendChild(status);
+    meta.appendChild(route);
     meta.appendChild(timings);
 
     var liveContext = el("section", "live-context");
@@ -171,6 +173,7 @@
     transcript.appendChild(article);
     return { el: article, extract: extract, citations: citations, liveContext: liveContext,
              narrativeTitle: narrativeTitle, answer: answer, legend: legend, status: status, timings: timings,
+             route: route,
              message: null, gotToken: false, stopping: false, accepted: false, hasExtract: false };
   }
 
@@ -270,95 +273,29 @@
     section.appendChild(list);
   }
 
+  /* Evidence the server rendered with the partials of stored answers (templates/chat/
+   * _live_context.html, _similar_incidents.html, autoescaped there): one markup for both. */
+  function fragment(html) {
+    var holder = document.createElement("template");
+    holder.innerHTML = html || "";
+    return holder.content.firstElementChild;
+  }
+
   /* Sensor readings and diagnostic findings: shown before the model's first token. */
   function renderLiveContext(target, frame) {
-    var section = target.liveContext;
-    while (section.firstChild) section.removeChild(section.firstChild);
-    var title = "Live context" + (frame.asset ? " — " + frame.asset : "") +
-      (frame.source === "context" ? " (pasted log)" : "");
-    section.appendChild(el("h3", "live-context-title", title));
-    var findings = frame.findings || [];
-    if (findings.length) {
-      var list = el("ul", "findings");
-      findings.forEach(function (f) {
-        var li = el("li", "finding severity-" + f.severity);
-        li.appendChild(el("span", "severity-badge", f.severity));
-        li.appendChild(el("span", "finding-message", " " + f.message));
-        if (f.check) li.appendChild(el("div", "finding-check small", "Check: " + f.check));
-        if (f.citation && /^\//.test(f.citation.url || "")) {
-          var a = el("a", "finding-citation small", "Manual: " + f.citation.document + " — page " + f.citation.page);
-          a.href = f.citation.url;
-          a.target = "_blank";
-          a.rel = "noopener";
-          li.appendChild(a);
-        }
-        list.appendChild(li);
-      });
-      section.appendChild(list);
-    } else {
-      section.appendChild(el("p", "muted small", "No active findings."));
-    }
-    var readings = frame.readings || {};
-    var keys = Object.keys(readings);
-    if (keys.length) {
-      var table = el("dl", "readings");
-      keys.forEach(function (key) {
-        var r = readings[key];
-        table.appendChild(el("dt", null, key));
-        var text = String(r.value) + (r.unit ? " " + r.unit : "");
-        if (r.min !== null && r.max !== null && r.min !== undefined) text += "  (range " + r.min + "–" + r.max + ")";
-        table.appendChild(el("dd", null, text));
-      });
-      section.appendChild(table);
-    }
-    section.hidden = false;
+    var section = fragment(frame.html);
+    if (!section) return;
+    target.liveContext.replaceWith(section);
+    target.liveContext = section;
   }
 
   /* Similar past incidents: resolved incidents like this question, shown before the model's
-   * first token. Incident text is user-written: textContent only. */
-  function renderSimilarIncidents(target, items) {
+   * first token, after the citations. */
+  function renderSimilarIncidents(target, frame) {
     var old = target.el.querySelector(":scope > .similar-incidents");
     if (old) old.remove();
-    if (!items || !items.length) return;
-    var section = el("section", "similar-incidents");
-    section.setAttribute("aria-label", "Similar past incidents");
-    section.appendChild(el("h3", "similar-incidents-title", "Similar past incidents"));
-    var list = el("ol", "similar-list");
-    items.forEach(function (item) {
-      var li = el("li", "similar-incident");
-      var head = el("div", "similar-head");
-      var label = "#" + item.id + " " + (item.title || "incident");
-      var link;
-      if (item.url && /^\/(?!\/)/.test(item.url)) { // our own /incidents/<id>/
-        link = el("a", "similar-link", label);
-        link.href = item.url;
-      } else {
-        link = el("span", "similar-link", label);
-      }
-      head.appendChild(link);
-      if (item.asset) head.appendChild(el("span", "similar-asset small", item.asset));
-      if (item.resolved) {
-        var date = el("time", "similar-date small", "resolved " + item.resolved);
-        date.setAttribute("datetime", String(item.resolved));
-        head.appendChild(date);
-      }
-      if (typeof item.score === "number") {
-        var score = el("span", "score", "score " + item.score.toFixed(2));
-        score.title = "Similarity score";
-        head.appendChild(score);
-      }
-      li.appendChild(head);
-      [["Cause", item.cause, "similar-cause"], ["Remedy", item.remedy, "similar-remedy"]].forEach(function (f) {
-        if (!f[1]) return;
-        var p = el("p", f[2]);
-        p.appendChild(el("span", "similar-label", f[0] + ":"));
-        p.appendChild(document.createTextNode(" " + f[1]));
-        li.appendChild(p);
-      });
-      list.appendChild(li);
-    });
-    section.appendChild(list);
-    target.citations.parentNode.insertBefore(section, target.citations.nextSibling);
+    var section = fragment(frame.html);
+    if (section) target.citations.parentNode.insertBefore(section, target.citations.nextSibling);
   }
 
   function formatTimings(t) {
@@ -467,10 +404,28 @@
     if (stick) scrollToBottom();
   }
 
+  /* Which model answers and why: the server's badge (templates/chat/_route_badge.html). When the
+   * site model server failed mid-answer (`restart`), its text is void: the local model answers afresh. */
+  function onRoute(frame) {
+    if (!live) return;
+    var badge = fragment(frame.html);
+    if (badge) {
+      live.route.replaceWith(badge);
+      live.route = badge;
+    }
+    if (frame.restart) {
+      live.answer.textContent = "";
+      live.gotToken = false;
+    }
+    if (!live.gotToken && !live.stopping) {
+      setQueueStatus(frame.via === "site" ? "Asking the site model server…" : "Asking the model on this device…");
+    }
+  }
+
   function onDone(frame) {
     if (!live) return;
     var target = live;
-    // The server sanitized this HTML (markdown → nh3); the only innerHTML on the page.
+    // The server sanitized this HTML (markdown → nh3): see the safety rule at the top.
     target.answer.innerHTML = typeof frame.html === "string" ? frame.html : "";
     target.answer.classList.add("rendered");
     if (!target.answer.textContent.trim()) {
@@ -526,7 +481,6 @@
     switch (frame.type) {
       case "ready":
         connected = true;
-        retryDelay = 1000;
         setConnectionStatus("");
         updateButtons();
         break;
@@ -541,7 +495,7 @@
         }
         break;
       case "extract": if (live) renderExtract(live, frame.items); break;
-      case "similar_incidents": if (live) renderSimilarIncidents(live, frame.items); break;
+      case "similar_incidents": if (live) renderSimilarIncidents(live, frame); break;
       case "live_context":
         if (live) {
           renderLiveContext(live, frame);
@@ -553,6 +507,9 @@
           var n = frame.position;
           setQueueStatus("Waiting for the model — " + n + " ahead of you");
         }
+        break;
+      case "route":
+        onRoute(frame);
         break;
       case "token":
         onToken(frame);
@@ -573,7 +530,7 @@
 
   function ask() {
     var question = textarea.value.trim();
-    if (!question || !connected || live || !socket || socket.readyState !== WebSocket.OPEN) return;
+    if (!question || !connected || live || !socket || !socket.isOpen()) return;
     if (emptyState) emptyState.hidden = true;
     retireLiveCitationIds();
     addUserMessage(question);
@@ -584,15 +541,16 @@
     if (conversationId !== null) frame.conversation = conversationId;
     if (assetSelect && assetSelect.value) frame.asset = assetSelect.value;
     if (contextInput && contextInput.value.trim()) frame.context = contextInput.value.trim();
-    socket.send(JSON.stringify(frame));
+    if (localOnly) frame.local_only = localOnly.checked;
+    socket.send(frame);
     textarea.value = "";
     updateButtons();
     scrollToBottom();
   }
 
   function stop() {
-    if (!live || !socket || socket.readyState !== WebSocket.OPEN) return;
-    socket.send(JSON.stringify({ type: "stop" }));
+    if (!live || !socket || !socket.isOpen()) return;
+    socket.send({ type: "stop" });
     live.stopping = true;
     setQueueStatus("Stopping…");
     updateButtons();
@@ -736,47 +694,15 @@
 
   /* ------------------------------------------------------------------ connection */
 
-  function connect() {
-    reconnectTimer = null;
-    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    try {
-      socket = new WebSocket(scheme + "//" + window.location.host + "/ws/chat/");
-    } catch (e) {
-      scheduleReconnect();
-      return;
+  function onClose() {
+    connected = false;
+    if (live) {
+      // Closing the socket stops the answer on the server; the partial text is kept there.
+      showError("Connection lost — the answer was interrupted. Reload the conversation to see what was saved.", live.el);
+      setAnswerStatus(live, "interrupted");
+      finishLive();
     }
-    var opened = false;
-    socket.addEventListener("open", function () { opened = true; });
-    socket.addEventListener("message", function (event) {
-      var frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (e) {
-        return;
-      }
-      if (frame && typeof frame.type === "string") onFrame(frame);
-    });
-    socket.addEventListener("close", function (event) {
-      socket = null;
-      connected = false;
-      if (live) {
-        // Closing the socket stops the answer on the server; the partial text is kept there.
-        showError("Connection lost — the answer was interrupted. Reload the conversation to see what was saved.", live.el);
-        setAnswerStatus(live, "interrupted");
-        finishLive();
-      }
-      updateButtons();
-      if (event.code === 4403) {
-        showSignedOut();
-        return;
-      }
-      if (!opened) {
-        // A refused handshake looks like a network error (1006): is the session gone?
-        probeSession();
-        return;
-      }
-      scheduleReconnect();
-    });
+    updateButtons();
   }
 
   function showSignedOut() {
@@ -788,26 +714,14 @@
     setConnectionStatus(note, "error");
   }
 
-  function probeSession() {
-    if (!window.fetch) { scheduleReconnect(); return; }
-    fetch(window.location.pathname, { method: "HEAD", credentials: "same-origin", redirect: "manual", cache: "no-store" })
-      .then(function (response) {
-        if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) showSignedOut();
-        else scheduleReconnect();
-      })
-      .catch(function () { scheduleReconnect(); }); // the server is down: keep trying
-  }
-
-  function scheduleReconnect() {
-    if (reconnectTimer) return;
-    var delay = retryDelay;
-    retryDelay = Math.min(MAX_DELAY, retryDelay * 2);
-    setConnectionStatus("Offline — reconnecting…", "offline");
-    reconnectTimer = window.setTimeout(connect, delay + Math.floor(Math.random() * 300));
-  }
-
   updateButtons();
-  connect();
+  socket = window.NanoSentriSocket({
+    path: "/ws/chat/",
+    onFrame: onFrame,
+    onClose: onClose,
+    onSignedOut: showSignedOut,
+    onRetry: function () { setConnectionStatus("Offline — reconnecting…", "offline"); }
+  });
   scrollToBottom();
   // Do not pop the on-screen keyboard up on tablets.
   if (window.matchMedia && window.matchMedia("(pointer: fine)").matches) textarea.focus();

@@ -17,9 +17,6 @@
   var IN_PROGRESS = { queued: true, parsing: true, ocr: true, embedding: true };
 
   var pendingFetch = {}; // id -> latest payload received while the row is being fetched
-  var socket = null;
-  var retryDelay = 1000;
-  var MAX_DELAY = 30000;
   var everConnected = false;
 
   function setLive(state, text) {
@@ -156,62 +153,18 @@
     }
   }
 
-  function connect() {
-    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    setLive("connecting", "connecting…");
-    try {
-      socket = new WebSocket(scheme + "//" + window.location.host + "/ws/documents/");
-    } catch (e) {
-      scheduleReconnect();
-      return;
-    }
-    var opened = false;
-    socket.addEventListener("open", function () {
-      opened = true;
-      retryDelay = 1000;
+  updateEmptyState();
+  window.NanoSentriSocket({
+    path: "/ws/documents/",
+    maxDelayMs: 30000,
+    onConnecting: function () { setLive("connecting", "connecting…"); },
+    onOpen: function () {
       setLive("live", "live");
       if (everConnected) refreshInProgress(); // what moved while we were offline
       everConnected = true;
-    });
-    socket.addEventListener("message", function (event) {
-      var frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (e) {
-        return;
-      }
-      if (frame && frame.type === "document") onDocument(frame.document);
-    });
-    socket.addEventListener("close", function (event) {
-      socket = null;
-      if (event.code === 4403) {
-        setLive("offline", "signed out — reload the page");
-        return;
-      }
-      if (!opened && window.fetch) {
-        // A refused handshake looks like a network error (1006): is the session gone?
-        fetch(window.location.pathname, { method: "HEAD", credentials: "same-origin", redirect: "manual", cache: "no-store" })
-          .then(function (response) {
-            if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
-              setLive("offline", "signed out — reload the page");
-            } else {
-              scheduleReconnect();
-            }
-          })
-          .catch(scheduleReconnect);
-        return;
-      }
-      scheduleReconnect();
-    });
-  }
-
-  function scheduleReconnect() {
-    var delay = retryDelay;
-    retryDelay = Math.min(MAX_DELAY, retryDelay * 2);
-    setLive("offline", "offline — reconnecting…");
-    window.setTimeout(connect, delay + Math.floor(Math.random() * 300));
-  }
-
-  updateEmptyState();
-  connect();
+    },
+    onFrame: function (frame) { if (frame.type === "document") onDocument(frame.document); },
+    onSignedOut: function () { setLive("offline", "signed out — reload the page"); },
+    onRetry: function () { setLive("offline", "offline — reconnecting…"); }
+  });
 })();

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.chat import services
+from apps.chat.ask_request import AskRefused, UnknownAsset, ask_request_clean
 
 
 class Command(BaseCommand):
@@ -13,15 +14,17 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--asset", help="the asset id whose live readings to use (e.g. WXT536-01)")
         parser.add_argument("--context", help="raw log text, parsed like a telemetry payload (not stored)")
+        parser.add_argument("--local-only", action="store_true",
+                            help="only the local model answers, never the site model server")
 
     def handle(self, *args, **options):
-        from apps.assets.models import Asset
-
-        asset = None
-        if options["asset"]:
-            asset = Asset.objects.filter(asset_id=options["asset"]).first()
-            if asset is None:
-                raise CommandError(f"unknown asset {options['asset']!r}")
+        try:
+            ask = ask_request_clean(user=None, question=options["question"], asset=options["asset"],
+                                    context=options["context"])
+        except UnknownAsset as exc:
+            raise CommandError(f"unknown asset {exc.value!r}") from exc
+        except AskRefused as exc:
+            raise CommandError(str(exc)) from exc
         self._load_models()
         printing = not options["json"]
 
@@ -35,21 +38,23 @@ class Command(BaseCommand):
                 self._print_similar(event["items"])
             elif kind == "extract":
                 self._print_extract(event["items"])
+            elif kind == "route":  # which model answers, and why; a restart voids the text so far
+                prefix = "\n[restarted] " if event["restart"] else ""
+                self.stderr.write(f"{prefix}[{event['label']}: {event['detail']}]")
             elif kind == "token":
                 self.stdout.write(event["text"], ending="")
                 self.stdout.flush()
 
-        try:
-            conversation = services.conversation_for(user=None, title=options["question"])
-            result = services.answer_result(
-                question=options["question"],
-                conversation=conversation,
-                asset=asset,
-                context_text=options["context"],
-                on_event=show if printing else None,
-            )
-        except (services.InvalidQuestion, services.InvalidContext) as exc:
-            raise CommandError(str(exc)) from exc
+        conversation = services.conversation_for(user=None, title=ask.question)
+        if options["local_only"]:
+            services.conversation_local_only_set(conversation=conversation, local_only=True)
+        result = services.answer_result(
+            question=ask.question,
+            conversation=conversation,
+            asset=ask.asset,
+            context_text=ask.context_text,
+            on_event=show if printing else None,
+        )
         timings = result["timings"]
         if options["json"]:
             self.stdout.write(json.dumps(result, ensure_ascii=False))

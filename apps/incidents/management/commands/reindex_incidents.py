@@ -8,7 +8,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        from apps.incidents.similar import incidents_reindex
+        from apps.incidents.services import incidents_reindex
 
         count = incidents_reindex()
         self.stdout.write(f"Indexed {count} resolved or closed incident{'s' if count != 1 else ''}.")

@@ -1,8 +1,8 @@
-"""Feedback on answers: a thumbs up or down with an optional comment, and the supervisors' review.
+"""Feedback on answers, the writes: a thumbs up or down with an optional comment, and the supervisors' review.
 
-Writes: ``feedback_set`` (vote, change, remove) and ``feedback_review``. Reads: ``feedback_state``
-and the review queue. Thumbs-up also nudge retrieval for similar questions; that part lives in
-``apps.chat.feedback_ranking`` (see docs/feedback.md).
+``feedback_set`` (vote, change, remove) and ``feedback_review``. The reads (``feedback_state``, the
+review queue, who may rate) are in ``apps.chat.selectors``. Thumbs-up also nudge retrieval for
+similar questions; that part lives in ``apps.chat.feedback_ranking`` (see docs/feedback.md).
 
 Who may rate an answer: the person who asked (their own conversation) and users who review
 feedback (supervisors, admins). Each has one vote per answer; voting again replaces it and
@@ -14,10 +14,10 @@ import logging
 
 from django.db import transaction
 from django.db import IntegrityError
-from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from apps.chat.models import AnswerFeedback, Message
+from apps.chat.selectors import feedback_can_rate, question_for
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ MAX_NOTE_CHARS = 2000
 # Answers that are finished: only these can be rated.
 RATEABLE_STATUSES = (Message.Status.COMPLETED, Message.Status.NOT_COVERED, Message.Status.STOPPED)
 _RATINGS = {"up": AnswerFeedback.Rating.UP, "down": AnswerFeedback.Rating.DOWN, "none": None}
-_NAMES = {AnswerFeedback.Rating.UP: "up", AnswerFeedback.Rating.DOWN: "down"}
 
 
 class InvalidFeedback(ValueError):
@@ -63,14 +62,6 @@ def _text_clean(value, *, limit: int, field: str, what: str) -> str:
     if len(value) > limit:
         raise InvalidFeedback(f"the {what} is too long ({len(value)} characters, at most {limit})", field=field)
     return value
-
-
-def feedback_can_rate(*, user, message: Message) -> bool:
-    if not getattr(user, "is_authenticated", False) or not user.has_perm("chat.add_answerfeedback"):
-        return False
-    if message.role != Message.Role.ASSISTANT:
-        return False
-    return message.conversation.user_id == user.pk or user.has_perm("chat.review_feedback")
 
 
 def feedback_set(*, user, message: Message, rating, comment: str | None = "") -> AnswerFeedback | None:
@@ -125,61 +116,6 @@ def feedback_review(*, feedback: AnswerFeedback, reviewer, note: str | None = ""
     feedback.review_note = note
     feedback.save(update_fields=["reviewed_at", "reviewed_by", "review_note", "updated"])
     return feedback
-
-
-# ------------------------------------------------------------------ reads
-
-
-def feedback_state(*, message: Message, user) -> dict:
-    """What the chat shows after a vote: the user's own rating and comment, and the totals."""
-    votes = list(AnswerFeedback.objects.filter(message=message).values_list("user_id", "rating", "comment"))
-    mine = next(((r, c) for u, r, c in votes if u == user.pk), (None, ""))
-    return {
-        "message": message.pk,
-        "rating": _NAMES.get(mine[0]),
-        "comment": mine[1],
-        "ups": sum(1 for _, r, _ in votes if r > 0),
-        "downs": sum(1 for _, r, _ in votes if r < 0),
-    }
-
-
-def question_for(message: Message) -> str:
-    """The technician's question that ``message`` answers: the user message just before it."""
-    question = (
-        Message.objects.filter(conversation_id=message.conversation_id, role=Message.Role.USER, pk__lt=message.pk)
-        .order_by("-pk")
-        .values_list("content", flat=True)
-        .first()
-    )
-    return question or ""
-
-
-def feedback_review_queue(*, reviewed: bool | None = None) -> QuerySet[AnswerFeedback]:
-    """Thumbs-down, unreviewed first, newest first; each with ``question`` (annotated) and the
-    answer, its citations, the voter and the reviewer loaded. ``reviewed`` filters."""
-    question = (
-        Message.objects.filter(
-            conversation_id=OuterRef("message__conversation_id"), role=Message.Role.USER, pk__lt=OuterRef("message_id")
-        )
-        .order_by("-pk")
-        .values("content")[:1]
-    )
-    items = (
-        AnswerFeedback.objects.filter(rating=AnswerFeedback.Rating.DOWN)
-        .select_related("message", "message__conversation", "user", "reviewed_by", "incident")
-        .prefetch_related("message__citations")
-        .annotate(question=Subquery(question))
-        .order_by(F("reviewed_at").desc(nulls_first=True), "-created", "-pk")
-    )
-    if reviewed is True:
-        items = items.filter(reviewed_at__isnull=False)
-    elif reviewed is False:
-        items = items.filter(reviewed_at__isnull=True)
-    return items
-
-
-def feedback_unreviewed_count() -> int:
-    return AnswerFeedback.objects.filter(rating=AnswerFeedback.Rating.DOWN, reviewed_at__isnull=True).count()
 
 
 # ------------------------------------------------------------------ embeddings for ranking
