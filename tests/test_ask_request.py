@@ -48,6 +48,7 @@ def test_it_returns_the_cleaned_question_and_what_the_request_names(technician):
     ({"question": "q", "context": "\x00\x01 garbage"}, InvalidContext, "bad_context", "context"),
     ({"question": "q", "conversation": "1; drop"}, AskRefused, "bad_frame", "conversation"),
     ({"question": "q", "conversation": 99999}, UnknownConversation, "unknown_conversation", "conversation"),
+    ({"question": "q", "local_only": "yes"}, AskRefused, "bad_frame", "local_only"),
 ])
 def test_it_refuses_with_the_field_and_the_socket_code(technician, kwargs, kind, code, field):
     with pytest.raises(kind) as refused:
@@ -85,3 +86,19 @@ def test_the_command_refuses_what_the_socket_and_the_api_refuse(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("ask", *args, stdout=StringIO(), stderr=StringIO())
     assert not Conversation.objects.exists()
+
+
+def test_the_local_only_choice_is_kept_with_the_conversation_it_asks_in(technician):
+    from apps.chat.services import ask_conversation
+
+    ask = ask_request_clean(user=technician, question="heater dead?", local_only=True)
+    assert ask.local_only is True
+    conversation = ask_conversation(user=technician, ask=ask)
+    assert conversation.title == "heater dead?" and Conversation.objects.get(pk=conversation.pk).local_only
+    # A request that says nothing leaves the choice as it is; one that says false lifts it.
+    again = ask_request_clean(user=technician, question="and then?", conversation=conversation.pk)
+    assert again.local_only is None and ask_conversation(user=technician, ask=again).pk == conversation.pk
+    assert Conversation.objects.get(pk=conversation.pk).local_only
+    lifted = ask_request_clean(user=technician, question="and now?", conversation=conversation.pk, local_only=False)
+    ask_conversation(user=technician, ask=lifted)
+    assert not Conversation.objects.get(pk=conversation.pk).local_only

@@ -19,10 +19,9 @@ router = Router(tags=["ask"])
 def _ask(*, user, payload: AskIn) -> Status:
     try:
         permission_require(user, "chat.add_conversation")
-        ask = ask_request_clean(user=user, question=payload.question, asset=payload.asset, context=payload.context)
-        conversation = chat.conversation_for(user=user, title=ask.question)
-        if payload.local_only is not None:
-            chat.conversation_local_only_set(conversation=conversation, local_only=payload.local_only)
+        ask = ask_request_clean(user=user, question=payload.question, asset=payload.asset, context=payload.context,
+                                 local_only=payload.local_only)
+        conversation = chat.ask_conversation(user=user, ask=ask)
         result = chat.answer_result(
             question=ask.question, conversation=conversation, asset=ask.asset, context_text=ask.context_text
         )

@@ -56,6 +56,7 @@ class AskRequest:
     asset: Asset | None = None
     context_text: str | None = None
     conversation: Conversation | None = None  # the user's conversation to continue; None: a new one
+    local_only: bool | None = None  # the technician's route choice for the conversation; None: unchanged
 
 
 def question_clean(question) -> str:
@@ -79,11 +80,12 @@ def context_check(context_text: str) -> None:
         raise InvalidContext.unreadable(exc) from exc
 
 
-def ask_request_clean(*, user, question, asset=None, context=None, conversation=None) -> AskRequest:
+def ask_request_clean(*, user, question, asset=None, context=None, conversation=None, local_only=None) -> AskRequest:
     """Check an ask request as received (JSON values or command-line strings) and look up what it names.
 
     ``asset`` is an asset id, ``context`` pasted log text (at most MAX_CONTEXT_CHARS), ``conversation``
-    the id of one of ``user``'s conversations. Raises AskRefused (a subclass per kind of fault).
+    the id of one of ``user``'s conversations, ``local_only`` true or false (answer with the local
+    model only, kept with the conversation) or None. Raises AskRefused (a subclass per kind of fault).
     """
     question = question_clean(question)
     if asset is not None and not isinstance(asset, str):
@@ -102,6 +104,9 @@ def ask_request_clean(*, user, question, asset=None, context=None, conversation=
         existing = Conversation.objects.filter(pk=conversation, user=user).first()
         if existing is None:
             raise UnknownConversation("no such conversation", value=conversation)
+    if local_only is not None and not isinstance(local_only, bool):
+        raise AskRefused("local_only must be true or false", field="local_only")
     if context:
         context_check(context)
-    return AskRequest(question=question, asset=found, context_text=context, conversation=existing)
+    return AskRequest(question=question, asset=found, context_text=context, conversation=existing,
+                      local_only=local_only)

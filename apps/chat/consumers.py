@@ -68,19 +68,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             ask = await database_sync_to_async(ask_request_clean)(
                 user=self.user, question=frame.get("question"), asset=frame.get("asset"),
                 context=frame.get("context"), conversation=frame.get("conversation"),
+                local_only=frame.get("local_only"),
             )
         except AskRefused as exc:
             return await self._error(exc.code, str(exc))
-        local_only = frame.get("local_only")
-        if local_only is not None and not isinstance(local_only, bool):
-            return await self._error("bad_frame", "local_only must be true or false")
-        conversation = ask.conversation or await database_sync_to_async(services.conversation_for)(
-            user=self.user, title=ask.question
-        )
-        if local_only is not None:  # the technician's choice, kept with the conversation
-            await database_sync_to_async(services.conversation_local_only_set)(
-                conversation=conversation, local_only=local_only
-            )
+        conversation = await database_sync_to_async(services.ask_conversation)(user=self.user, ask=ask)
 
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()

@@ -41,6 +41,15 @@ def conversation_for(*, user, conversation_id=None, title: str = "") -> Conversa
     return Conversation.objects.create(user=user if getattr(user, "is_authenticated", False) else None, title=title[:200])
 
 
+def ask_conversation(*, user, ask) -> Conversation:
+    """The conversation an ask request (``apps.chat.ask_request.AskRequest``) continues, or a new
+    one titled by its question; the request's local-only choice, when it makes one, kept on it."""
+    conversation = ask.conversation or conversation_for(user=user, title=ask.question)
+    if ask.local_only is not None:
+        conversation_local_only_set(conversation=conversation, local_only=ask.local_only)
+    return conversation
+
+
 def conversation_local_only_set(*, conversation: Conversation, local_only: bool) -> None:
     """The technician's choice: only the local model answers in ``conversation`` (or not any more)."""
     if conversation.local_only != bool(local_only):

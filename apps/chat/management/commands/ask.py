@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             ask = ask_request_clean(user=None, question=options["question"], asset=options["asset"],
-                                    context=options["context"])
+                                    context=options["context"], local_only=options["local_only"] or None)
         except UnknownAsset as exc:
             raise CommandError(f"unknown asset {exc.value!r}") from exc
         except AskRefused as exc:
@@ -45,9 +45,7 @@ class Command(BaseCommand):
                 self.stdout.write(event["text"], ending="")
                 self.stdout.flush()
 
-        conversation = services.conversation_for(user=None, title=ask.question)
-        if options["local_only"]:
-            services.conversation_local_only_set(conversation=conversation, local_only=True)
+        conversation = services.ask_conversation(user=None, ask=ask)
         result = services.answer_result(
             question=ask.question,
             conversation=conversation,
