@@ -134,3 +134,49 @@ def chat_page(browser, page_html: str, init_script: str, scripts=("socket.js", "
     page.goto("http://testserver/chat/")
     page.wait_for_function("!document.getElementById('ask').disabled")
     return page
+
+
+class StandInModel:
+    """Parts of a stand-in OpenAI-compatible model server (``POST /v1/chat/completions``, streamed
+    as llama-cpp's server streams): mix into a ``BaseHTTPRequestHandler`` whose ``do_POST`` reads
+    the body and calls ``stream``."""
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def stream(self, text: str, *, pieces: int | None = None, finish: bool = True) -> None:
+        """``text`` word by word (only its first ``pieces`` words when given); with ``finish``,
+        the end of the answer and ``[DONE]``."""
+        import json
+        import re
+
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in re.findall(r"\S+\s*", text)[:pieces]:
+            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        if finish:
+            self.wfile.write(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n')
+            self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def stand_in_model_server(handler, *, on_close=None):
+    """Serve ``handler`` on a free loopback port; yields the base URL (``.../v1``)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        if on_close:
+            on_close()
+        server.shutdown()
+        server.server_close()

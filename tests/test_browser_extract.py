@@ -12,12 +12,19 @@ tested elsewhere. The second test feeds chat.js frames directly: narrative off, 
 import json
 import re
 import threading
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from tests.browser_support import chat_page, chromium, login, manage, running_app
+from tests.browser_support import (
+    StandInModel,
+    chat_page,
+    chromium,
+    login,
+    manage,
+    running_app,
+    stand_in_model_server,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -28,34 +35,18 @@ NARRATIVE = f"Let the module cool below 55ºC [1], then wait {INVENTED} minutes 
 SPEAK = threading.Event()  # the stand-in model writes nothing until the test has seen the extract
 
 
-class _FakeModel(BaseHTTPRequestHandler):
-    """``POST /v1/chat/completions`` streamed as llama-cpp's server does, always ``NARRATIVE``."""
+class _FakeModel(StandInModel, BaseHTTPRequestHandler):
+    """Always ``NARRATIVE``, once the test lets it speak."""
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.read_body()
         SPEAK.wait(60)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for piece in re.findall(r"\S+\s*", NARRATIVE):
-            chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
-
-    def log_message(self, *args):
-        pass
+        self.stream(NARRATIVE)
 
 
-@contextmanager
 def fake_model_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeModel)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        SPEAK.set()  # a test that failed early leaves no request waiting
-        server.shutdown()
-        server.server_close()
+    # on_close: a test that failed early leaves no request waiting
+    return stand_in_model_server(_FakeModel, on_close=SPEAK.set)
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,19 @@ bytes it receives, are tested in tests/test_integration_routing.py.)
 """
 import json
 import re
-import threading
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from tests.browser_support import chat_page, chromium, login, manage, running_app
+from tests.browser_support import (
+    StandInModel,
+    chat_page,
+    chromium,
+    login,
+    manage,
+    running_app,
+    stand_in_model_server,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -27,45 +33,24 @@ QUESTION = "What does ERROR HIGH TEMP mean and when does charging resume?"
 SITE_TEXT = "SITEMODEL says: let the module cool below 55ºC [1] and charging starts again."
 
 
-class _SiteServer(BaseHTTPRequestHandler):
-    """``POST /v1/chat/completions`` streamed as llama-cpp's server does; ``mode["die"]``: three
-    pieces, then the connection closes without the end of the answer."""
+class _SiteServer(StandInModel, BaseHTTPRequestHandler):
+    """Always ``SITE_TEXT``; ``mode["die"]``: three pieces, then the connection closes without the
+    end of the answer."""
 
     mode = {"die": False}
     requests: list[bytes] = []
 
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        type(self).requests.append(body)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        pieces = re.findall(r"\S+\s*", SITE_TEXT)
+        type(self).requests.append(self.read_body())
         if self.mode["die"]:
-            pieces = pieces[:3]
-        for piece in pieces:
-            chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-        if self.mode["die"]:
-            self.close_connection = True
-            return  # HTTP/1.0: the body ends here, before the answer's end
-        self.wfile.write(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n')
-        self.wfile.write(b"data: [DONE]\n\n")
-
-    def log_message(self, *args):
-        pass
+            self.stream(SITE_TEXT, pieces=3, finish=False)
+            self.close_connection = True  # HTTP/1.0: the body ends here, before the answer's end
+            return
+        self.stream(SITE_TEXT)
 
 
-@contextmanager
 def site_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SiteServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return stand_in_model_server(_SiteServer)
 
 
 @pytest.fixture(scope="module")
