@@ -54,6 +54,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.browser_support import free_port
 from tests.conftest import SHARED
 
 pytestmark = pytest.mark.topology
@@ -93,12 +94,6 @@ def _die_with_the_test() -> None:
     main thread only (``Proc.start`` checks), never from ``asyncio.to_thread``.
     """
     _libc.prctl(1, signal.SIGKILL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -341,7 +336,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("topology")
     stack = Stack(tmp=tmp, database=f"nanosentri_topology_{uuid.uuid4().hex[:10]}")
     stack.logdir.mkdir()
-    stack.ports = {name: _free_port() for name in ("chroma", "llm", "web1", "web2")}
+    stack.ports = {name: free_port() for name in ("chroma", "llm", "web1", "web2")}
     started = time.monotonic()
     _flush_redis()
     _admin_database(f'CREATE DATABASE "{stack.database}"')
