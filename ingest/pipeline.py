@@ -1,8 +1,9 @@
 """The whole ingest of one document: read → chunk → embed → index, a window of pages at a time.
 
 Pages are read one by one (``DocumentReader``) and indexed in windows of ``window_pages``, so a
-1,000-page manual costs the memory of one window, progress moves page by page, and a cancel is
-seen between pages.
+1,000-page manual costs the memory of two windows, progress moves page by page, and a cancel is
+seen between pages. The pages are read in a thread of their own, up to a window ahead of the
+embedder (``ingest.read_ahead``), so parsing and OCR run while the previous window is embedded.
 
 Idempotent per document: the document's old entries are removed before the first window is
 written, and node ids are derived from (document id, chunk index), so a retried or re-run ingest
@@ -19,6 +20,7 @@ from ingest.chunk import chunk_pages
 from ingest.embed import embed_in_batches, release_freed_memory
 from ingest.index import SearchIndex, chunk_entries
 from ingest.parse import DocumentReader, Page, PageSink, ParseError
+from ingest.read_ahead import OcrStarts, PagesAhead
 
 
 CONTEXT_TOKENS = 56  # two lines of at most ingest.index.MAX_TITLE_CHARS characters
@@ -60,13 +62,12 @@ def ingest_file(
     progress("parsing", pages_done=0, pages_total=0, chunks_done=0, chunks_total=0)
     state = {"pages_done": 0, "chunks": 0}
 
-    def on_ocr(page_number: int) -> None:
-        if cancelled():
-            raise IngestCancelled()
-        progress("ocr", pages_done=page_number - 1, pages_total=reader.page_count,
-                 chunks_done=state["chunks"], chunks_total=state["chunks"])
+    def read(note_ocr: Callable[[int], None]):
+        # Runs in the reader thread: OCR notes go through the queue, in order with the pages.
+        reader.sink = PageSink(on_ocr=note_ocr)
+        return reader.pages()
 
-    reader = DocumentReader(path, file_name, ocr_engine=ocr_engine, sink=PageSink(on_ocr=on_ocr))
+    reader = DocumentReader(path, file_name, ocr_engine=ocr_engine)
     pages_total = reader.page_count
     progress("parsing", pages_done=0, pages_total=pages_total, chunks_done=0, chunks_total=0)
 
@@ -95,13 +96,18 @@ def ingest_file(
     index.delete_document(document_id)
     try:
         window: list[Page] = []
-        for page in reader.pages():
-            if cancelled():
-                raise IngestCancelled()
-            window.append(page)
-            if len(window) >= window_pages:
-                index_window(window)
-                window = []
+        with PagesAhead(read, ahead=window_pages) as pages:
+            for item in pages:
+                if cancelled():
+                    raise IngestCancelled()
+                if isinstance(item, OcrStarts):
+                    progress("ocr", pages_done=item.page - 1, pages_total=pages_total,
+                             chunks_done=state["chunks"], chunks_total=state["chunks"])
+                    continue
+                window.append(item)
+                if len(window) >= window_pages:
+                    index_window(window)
+                    window = []
         if window:
             index_window(window)
         if not state["chunks"]:
