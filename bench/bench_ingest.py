@@ -432,6 +432,7 @@ def experiments(app_result, plain, configured, settings, default_threads: int, r
             warnings.simplefilter("ignore")
             q = copy.copy(plain)
             q._model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), names, dtype=torch.qint8)
+        q._memo = {}  # its own question vectors, not the fp32 model's
         q.batch_tokens = 0
         q.embed(["warm up"])
         return q
@@ -598,8 +599,7 @@ def run(args, data_dir: Path) -> int:
 
     arms = [
         Arm("app", "app", CountingEmbedder(app_embedder), worker_threads,
-            f"{_threads_label(worker_threads)}, " + (f"passes of ≤ {budget} token positions, {app_embedder.lanes} "
-                                                     f"lane{'s' if app_embedder.lanes > 1 else ''}" if budget
+            f"{_threads_label(worker_threads)}, " + (f"passes of ≤ {budget} token positions" if budget
                                                      else "sentence-transformers batching")),
         Arm("llama-index", "llama-index", CountingEmbedder(plain), default_threads,
             f"{_threads_label(default_threads)} (torch default), sentence-transformers batching"),
@@ -608,13 +608,11 @@ def run(args, data_dir: Path) -> int:
         arms.append(Arm("llama-index, app's threads", "llama-index", CountingEmbedder(plain), worker_threads,
                         f"{_threads_label(worker_threads)}, sentence-transformers batching"))
     if args.options == "on":
-        one_lane = copy.copy(app_embedder)  # the same loaded model, one pass at a time
-        one_lane.lanes = 1
         options = []
-        if app_embedder.lanes > 1:
-            options.append(("app, one lane", one_lane, worker_threads))
         if worker_threads != default_threads:
-            options.append(("app, torch default threads, one lane", one_lane, default_threads))
+            options.append(("app, torch default threads", app_embedder, default_threads))
+        if worker_threads != 1:
+            options.append(("app, one torch thread", app_embedder, 1))
         if budget:
             options.append(("app, sentence-transformers batching", plain, worker_threads))
         if worker_threads != default_threads and budget:
@@ -623,9 +621,7 @@ def run(args, data_dir: Path) -> int:
         for name, embedder, threads in options:
             batching = (f"passes of ≤ {embedder.batch_tokens} token positions" if embedder.batch_tokens
                         else "sentence-transformers batching")
-            lanes = f", {embedder.lanes} lanes" if embedder.batch_tokens and embedder.lanes > 1 else ""
-            arms.append(Arm(name, "app", CountingEmbedder(embedder), threads,
-                            f"{_threads_label(threads)}, {batching}{lanes}"))
+            arms.append(Arm(name, "app", CountingEmbedder(embedder), threads, f"{_threads_label(threads)}, {batching}"))
 
     clock = StageClock().install()
 

@@ -26,10 +26,13 @@ class Embedder(Protocol):
     def tokenize(self, text: str) -> list[str]: ...
 
 
+QUERY_MEMO = 256  # single texts (questions) whose vectors are kept
+
+
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers folder), on the CPU, normalized."""
 
-    def __init__(self, model_path: str, *, batch_tokens: int = 0, lanes: int = 1):
+    def __init__(self, model_path: str, *, batch_tokens: int = 0):
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -46,43 +49,33 @@ class SentenceTransformerEmbedder:
         self._tokenizer = self._model.tokenizer
         # Token positions per forward pass (0: sentence-transformers' own batching; see embed()).
         self.batch_tokens = max(0, int(batch_tokens))
-        # Passes run side by side in this many threads (each on torch's threads of the process; set
-        # the worker's torch threads to 1 with 2 lanes on 2 cores). The tokenizer is not safe to call
-        # from several threads at once; the model's forward pass (inference only) is.
-        self.lanes = max(1, int(lanes))
+        # torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
-        self._tokenizer_lock = threading.Lock()
-        self._pool = None
-        self._model.eval()
+        self._memo: dict[str, list[float]] = {}  # oldest first
 
     def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]:
         if not texts:
             return []
+        if len(texts) == 1:
+            return [self._embed_query(texts[0])]
         with self._lock:
-            if self.batch_tokens and len(texts) > 1:
+            if self.batch_tokens:
                 vectors = self._encode_by_length(list(texts), batch_size)
             else:
                 vectors = self._encode(list(texts), batch_size)
         return vectors.tolist()
 
-    def _forward(self, texts: list[str]):
-        """One pass, as sentence-transformers' encode() computes it (tokenize, forward, pool,
-        normalize), safe to run in several threads at once."""
-        import torch
-
-        with self._tokenizer_lock:
-            features = self._model.tokenize(texts)
-        with torch.inference_mode():
-            embeddings = self._model(features)["sentence_embedding"]
-            embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
-        return embeddings.float().numpy()
-
-    def _lane_pool(self):
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="embedding-lane")
-        return self._pool
+    def _embed_query(self, text: str) -> list[float]:
+        """One text, remembered: an answer embeds its question for the manuals and again for the
+        past incidents, and a question asked again costs nothing (QUERY_MEMO texts per process)."""
+        vector = self._memo.get(text)
+        if vector is None:
+            with self._lock:
+                vector = self._encode([text], 1)[0].tolist()
+            self._memo[text] = vector
+            while len(self._memo) > QUERY_MEMO:
+                self._memo.pop(next(iter(self._memo)), None)
+        return list(vector)
 
     def _encode(self, texts: list[str], batch_size: int):
         return self._model.encode(
@@ -127,15 +120,7 @@ class SentenceTransformerEmbedder:
         import numpy as np
 
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        batches = self.length_batches(texts, batch_size)
-        if self.lanes > 1 and len(batches) > 1:
-            # Longest passes first, taken in turn by the lanes: each lane runs whole passes on its own
-            # core, with no OpenMP team to wait for a core a neighbour holds.
-            results = self._lane_pool().map(lambda batch: self._forward([texts[i] for i in batch]), batches)
-            for batch, result in zip(batches, results):
-                vectors[batch] = result
-            return vectors
-        for batch in batches:
+        for batch in self.length_batches(texts, batch_size):
             vectors[batch] = self._encode([texts[i] for i in batch], len(batch))
         return vectors
 
@@ -194,8 +179,7 @@ def _build() -> Embedder:
     from models.paths import embedding_model_path
 
     return SentenceTransformerEmbedder(str(embedding_model_path()),
-                                       batch_tokens=settings.NANOSENTRI_EMBEDDING_BATCH_TOKENS,
-                                       lanes=settings.NANOSENTRI_EMBEDDING_LANES)
+                                       batch_tokens=settings.NANOSENTRI_EMBEDDING_BATCH_TOKENS)
 
 
 def set_torch_threads(threads: int) -> int | None:

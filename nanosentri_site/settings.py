@@ -274,11 +274,10 @@ NANOSENTRI_EMBEDDING_BATCH = envint("NANOSENTRI_EMBEDDING_BATCH", 64)
 # NANOSENTRI_EMBEDDING_BATCH).
 NANOSENTRI_EMBEDDING_BATCH_TOKENS = envint("NANOSENTRI_EMBEDDING_BATCH_TOKENS", 2048)
 # torch threads of the Celery worker (it embeds the manuals); 0 leaves torch's default (one per core).
-NANOSENTRI_WORKER_EMBEDDING_THREADS = envint("NANOSENTRI_WORKER_EMBEDDING_THREADS", 1)
-# Passes of one batch embedded side by side, each in its own thread (on the worker's torch threads,
-# so lanes x threads should not exceed the cores). Two one-thread lanes use both cores without an
-# OpenMP team that stalls when a neighbour takes a core (docs/benchmarks.md §2). 1: one at a time.
-NANOSENTRI_EMBEDDING_LANES = envint("NANOSENTRI_EMBEDDING_LANES", min(2, os.cpu_count() or 1))
+# On a quiet 2-core machine torch's two threads ingest 1.6x faster than one (docs/benchmarks.md §2);
+# 1 keeps a core for the model's answers while a manual is ingested, at that cost, and stalls less
+# when the machine is loaded.
+NANOSENTRI_WORKER_EMBEDDING_THREADS = envint("NANOSENTRI_WORKER_EMBEDDING_THREADS", 0)
 
 # --- Retrieval and chunking ------------------------------------------------------------------
 NANOSENTRI_VECTOR_STORE = envchoice("NANOSENTRI_VECTOR_STORE", "chroma", ("chroma", "chroma-http", "memory"))

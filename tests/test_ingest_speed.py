@@ -216,3 +216,30 @@ def test_the_thread_count_holds_in_other_threads(minilm, torch_threads):
     thread.start()
     thread.join()
     assert seen == [1]
+
+
+def test_a_question_embedded_twice_is_computed_once(minilm):
+    """The answer pipeline embeds its question for the manuals and again for the past incidents."""
+    embedder = copy.copy(minilm)
+    embedder._memo = {}
+    calls = []
+    real_encode = embedder._encode
+
+    def counting(texts, batch_size):
+        calls.append(list(texts))
+        return real_encode(texts, batch_size)
+
+    question = "What does ERROR HIGH TEMP mean? (memo test)"
+    embedder._encode = counting
+    try:
+        first = embedder.embed([question])
+        first[0][0] = 99.0  # a caller changing its copy changes nothing remembered
+        second = embedder.embed([question])
+        other = embedder.embed(["Something else entirely (memo test)"])
+    finally:
+        embedder._encode = real_encode
+    assert calls == [[question], ["Something else entirely (memo test)"]]
+    assert second[0][0] != 99.0 and len(second[0]) == embedder.dimension
+    assert other[0] != second[0]
+    reference = SentenceTransformerEmbedder(embedder.name).embed([question])
+    assert max(abs(a - b) for a, b in zip(second[0], reference[0])) < 1e-6

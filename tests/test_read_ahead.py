@@ -1,9 +1,6 @@
-"""Pages are read in a thread ahead of the embedder (ingest/read_ahead.py), and the embedder's
-passes run side by side in lanes (NANOSENTRI_EMBEDDING_LANES) with the same vectors."""
-import threading
+"""Pages are read in a thread ahead of the embedder (ingest/read_ahead.py)."""
 import time
 
-import numpy as np
 import pytest
 
 from ingest.index import LocalGeneration, SearchIndex, build_vector_store
@@ -112,29 +109,3 @@ def test_ingest_reads_the_next_window_while_it_embeds_the_first(tmp_path):
     assert result.page_count == 10 and result.chunk_count >= 3
     # The whole second window waits in the queue (one more page may be in the reader's hand), no more.
     assert 8 <= read_during_embedding[0] <= 9
-
-
-@pytest.mark.integration
-def test_lanes_give_the_same_vectors_and_run_on_two_threads(settings):
-    """The real MiniLM: passes run side by side in two lanes give the vectors of one pass at a time."""
-    from models.embedding import SentenceTransformerEmbedder
-    from models.paths import embedding_model_path
-
-    texts = [("Relay K1 switches the pump contactor. " * (1 + i % 9)) + f"Fuse F{i} is rated {i} A." for i in range(24)]
-    one = SentenceTransformerEmbedder(str(embedding_model_path()), batch_tokens=512, lanes=1)
-    two = SentenceTransformerEmbedder(str(embedding_model_path()), batch_tokens=512, lanes=2)
-    threads: set[str] = set()
-    real_forward = two._forward
-
-    def recording_forward(batch):
-        threads.add(threading.current_thread().name)
-        time.sleep(0.02)  # both lanes get work even on a fast machine
-        return real_forward(batch)
-
-    two._forward = recording_forward
-    plain = np.array(one.embed(texts))
-    laned = np.array(two.embed(texts))
-    assert len(two.length_batches(texts, 64)) > 2
-    assert np.abs(plain - laned).max() < 1e-5
-    assert np.allclose(np.linalg.norm(laned, axis=1), 1.0, atol=1e-5)
-    assert len(threads) == 2 and all(name.startswith("embedding-lane") for name in threads)

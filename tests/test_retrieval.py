@@ -130,6 +130,38 @@ def test_deleting_a_document_removes_its_vectors_and_terms_together(library):
                for h in index.vector_search(embedding, top_k=10))
 
 
+def test_vector_hits_come_from_memory_when_current_and_from_the_store_after_a_write(library, settings):
+    index = get_vector_index()
+    embedding = get_embedder().embed(["relay switch 10A"])[0]
+    from_store = index.vector_search(embedding, top_k=4)  # nothing in memory yet: texts read from Chroma
+    index.lexical_stats()  # the current generation's entries are now in memory
+    assert index._lexical is not None
+    collection = index._store.client
+    asked = []
+    real_query = collection.query
+    collection.query = lambda **kwargs: asked.append(kwargs["include"]) or real_query(**kwargs)
+    try:
+        from_memory = index.vector_search(embedding, top_k=4)
+    finally:
+        del collection.query
+    assert asked == [["distances"]]  # ids and distances only: texts and metadata from memory
+    assert [(h.node_id, h.text, h.metadata, round(h.score, 6)) for h in from_memory] == [
+        (h.node_id, h.text, h.metadata, round(h.score, 6)) for h in from_store
+    ]
+    # Another process re-indexes a chunk with a new text: the memory is no longer current, and the
+    # hit shows the stored text, never the remembered one.
+    writer = open_search_index(settings.NANOSENTRI_CHROMA_COLLECTION)
+    from ingest.index import chunk_entries
+
+    evb = library["evb"]
+    entries = chunk_entries(document_id=evb.pk, file_name=evb.original_name, title=evb.title,
+                            chunks=[Chunk(page=1, index=0, text="Each relay can switch up to 16A at 250VAC now.")])
+    writer.add_entries(entries, get_embedder().embed([e.embed_text for e in entries]))
+    hits = index.fresh().vector_search(embedding, top_k=4)
+    texts = {h.node_id: h.text for h in hits}
+    assert texts[entries[0].node_id] == "Each relay can switch up to 16A at 250VAC now."
+
+
 def test_a_reader_in_another_process_sees_the_writers_changes_through_the_generation(library, settings):
     reader = get_vector_index()
     poe = str(library["poe"].pk)
