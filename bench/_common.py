@@ -32,6 +32,9 @@ def bench_environment(data_dir: Path, **extra: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
             "NANOSENTRI_DATA_DIR": str(data_dir),
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+            # The app keeps the vectors of recent questions; the benches ask the same questions in
+            # every run, so they keep only the last one (an answer still embeds its question once).
+            "NANOSENTRI_EMBEDDING_QUERY_MEMO": "1",
         }
     )
     env.update(extra)

@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average  # noqa: E402
-from bench_retrieval import page_rank, percentile, queries, setup  # noqa: E402
+from bench_retrieval import forget_queries, page_rank, percentile, queries, setup  # noqa: E402
 
 GENERATED_DOCUMENTS = 1000
 _SENTENCE = re.compile(r"(?<=[.!?:])\s+|\n+")
@@ -120,6 +120,7 @@ def timed_pass(questions: list[dict]) -> tuple[list[float], list[int | None]]:
 
     times, ranks = [], []
     for q in questions:
+        forget_queries()
         started = time.perf_counter()
         found = passages_retrieve(q["query"])
         times.append((time.perf_counter() - started) * 1000)
@@ -140,6 +141,7 @@ def stages(questions: list[dict]) -> dict[str, float]:
     n = settings.NANOSENTRI_RETRIEVAL_CANDIDATES
     for q in questions:
         index = manual_index_fresh()
+        forget_queries()
         t0 = time.perf_counter()
         vector = index.embedder.embed([q["query"]])[0]
         t1 = time.perf_counter()

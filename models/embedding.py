@@ -26,13 +26,10 @@ class Embedder(Protocol):
     def tokenize(self, text: str) -> list[str]: ...
 
 
-QUERY_MEMO = 256  # single texts (questions) whose vectors are kept
-
-
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers folder), on the CPU, normalized."""
 
-    def __init__(self, model_path: str, *, batch_tokens: int = 0):
+    def __init__(self, model_path: str, *, batch_tokens: int = 0, query_memo: int = 64):
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -52,6 +49,7 @@ class SentenceTransformerEmbedder:
         # torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
         self._memo: dict[str, list[float]] = {}  # oldest first
+        self.query_memo = max(0, int(query_memo))
 
     def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]:
         if not texts:
@@ -67,14 +65,15 @@ class SentenceTransformerEmbedder:
 
     def _embed_query(self, text: str) -> list[float]:
         """One text, remembered: an answer embeds its question for the manuals and again for the
-        past incidents, and a question asked again costs nothing (QUERY_MEMO texts per process)."""
+        past incidents (``query_memo`` texts per process, NANOSENTRI_EMBEDDING_QUERY_MEMO)."""
         vector = self._memo.get(text)
         if vector is None:
             with self._lock:
                 vector = self._encode([text], 1)[0].tolist()
-            self._memo[text] = vector
-            while len(self._memo) > QUERY_MEMO:
-                self._memo.pop(next(iter(self._memo)), None)
+            if self.query_memo:
+                self._memo[text] = vector
+                while len(self._memo) > self.query_memo:
+                    self._memo.pop(next(iter(self._memo)), None)
         return list(vector)
 
     def _encode(self, texts: list[str], batch_size: int):
@@ -85,6 +84,10 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+
+    def forget_queries(self) -> None:
+        """Forget the remembered question vectors (benchmarks time every question's embedding)."""
+        self._memo.clear()
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         """Token positions of each text as the model reads it: [CLS] and [SEP] included, cut at max_tokens."""
@@ -179,7 +182,8 @@ def _build() -> Embedder:
     from models.paths import embedding_model_path
 
     return SentenceTransformerEmbedder(str(embedding_model_path()),
-                                       batch_tokens=settings.NANOSENTRI_EMBEDDING_BATCH_TOKENS)
+                                       batch_tokens=settings.NANOSENTRI_EMBEDDING_BATCH_TOKENS,
+                                       query_memo=settings.NANOSENTRI_EMBEDDING_QUERY_MEMO)
 
 
 def set_torch_threads(threads: int) -> int | None:

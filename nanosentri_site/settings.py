@@ -273,6 +273,9 @@ NANOSENTRI_EMBEDDING_BATCH = envint("NANOSENTRI_EMBEDDING_BATCH", 64)
 # included; 0 leaves the batching to sentence-transformers (sorted by characters, batches of
 # NANOSENTRI_EMBEDDING_BATCH).
 NANOSENTRI_EMBEDDING_BATCH_TOKENS = envint("NANOSENTRI_EMBEDDING_BATCH_TOKENS", 2048)
+# Vectors of the last questions kept per process: an answer embeds its question for the manuals and
+# again for the past incidents, so the second costs nothing (0: none kept).
+NANOSENTRI_EMBEDDING_QUERY_MEMO = envint("NANOSENTRI_EMBEDDING_QUERY_MEMO", 64)
 # torch threads of the Celery worker (it embeds the manuals); 0 leaves torch's default (one per core).
 # On a quiet 2-core machine torch's two threads ingest 1.6x faster than one (docs/benchmarks.md §2);
 # 1 keeps a core for the model's answers while a manual is ingested, at that cost, and stalls less
