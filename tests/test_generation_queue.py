@@ -207,3 +207,31 @@ def test_turn_leaves_the_line_when_the_body_raises():
     assert len(queue) == 0
     with queue.turn() as ticket:  # the next chat is not blocked
         assert queue.is_first(ticket)
+
+
+def test_with_two_slots_two_generate_at_once_and_the_third_waits_first_in_line():
+    queue = GenerationQueue(slots=2)
+    a, b, c = queue.join(), queue.join(), queue.join()
+
+    assert list(queue.wait_turn(a, never, poll=POLL)) == []
+    assert list(queue.wait_turn(b, never, poll=POLL)) == []  # the second slot: no wait
+    positions = []
+    waiter = run(lambda: positions.extend(queue.wait_turn(c, never, poll=POLL)))
+    wait_until(lambda: positions == [1])
+    assert waiter.is_alive()
+    queue.leave(b)  # either slot freeing lets the next one in
+    waiter.join(TIMEOUT)
+    assert not waiter.is_alive() and positions == [1]
+
+
+def test_raising_the_slots_lets_waiting_chats_in():
+    queue = GenerationQueue()
+    a, b = queue.join(), queue.join()
+    assert list(queue.wait_turn(a, never, poll=POLL)) == []
+    done = threading.Event()
+    waiter = run(lambda: (list(queue.wait_turn(b, never, poll=1.0)), done.set()))
+    time.sleep(0.05)
+    assert not done.is_set()
+    queue.slots = 2
+    assert done.wait(TIMEOUT)
+    waiter.join(TIMEOUT)

@@ -51,6 +51,8 @@ def get_language_model() -> LanguageModel:
             model = _instances.get(key)
             if model is None:
                 model = _instances[key] = _build()
+                # Answers that may generate at once: one per model server process, else one.
+                generation_queue.slots = getattr(model, "parallel", 1)
     return model
 
 

@@ -1,7 +1,14 @@
-"""An OpenAI-compatible chat server (llama-cpp-python's server, vLLM, Ollama), streamed."""
+"""An OpenAI-compatible chat server (llama-cpp-python's server, vLLM, Ollama), streamed.
+
+``base_url`` may name several servers, comma-separated: model processes of the same model (each
+``scripts/model_server.py`` on its own port, for machines with cores to spare). Each answer takes
+a free one and ``parallel`` answers stream at once; the generation queue lets that many through.
+"""
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import contextmanager
 from typing import Hashable, Iterator
 
 import httpx
@@ -12,9 +19,14 @@ from models.llm.base import ChatMessage, LanguageModel, ShouldStop
 
 class OpenAICompatibleLanguageModel(LanguageModel):
     def __init__(self, *, base_url: str, model: str, api_key: str, context_window: int, timeout: float):
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()] or [""]
+        self.base_url = self.base_urls[0]
+        self.parallel = len(self.base_urls)
+        self._free = list(self.base_urls)
+        self._free_changed = threading.Condition()
         self.model = model
-        self.name = f"{model} @ {self.base_url}"
+        more = f" (+{self.parallel - 1} more)" if self.parallel > 1 else ""
+        self.name = f"{model} @ {self.base_url}{more}"
         self.context_window = context_window
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=5.0))
@@ -22,6 +34,20 @@ class OpenAICompatibleLanguageModel(LanguageModel):
     def count_tokens(self, text: str) -> int:
         # The server's tokenizer is not known here: count conservatively (~3 characters a token).
         return len(text) // 3 + 1
+
+    @contextmanager
+    def _server(self) -> Iterator[str]:
+        """A server no other answer of this process is using (waits while all are busy)."""
+        with self._free_changed:
+            while not self._free:
+                self._free_changed.wait()
+            url = self._free.pop(0)
+        try:
+            yield url
+        finally:
+            with self._free_changed:
+                self._free.append(url)
+                self._free_changed.notify()
 
     def stream_chat(
         self,
@@ -39,8 +65,12 @@ class OpenAICompatibleLanguageModel(LanguageModel):
             "temperature": temperature,
             "stream": True,
         }
+        with self._server() as base_url:
+            yield from self._stream(base_url, body, should_stop)
+
+    def _stream(self, base_url: str, body: dict, should_stop: ShouldStop) -> Iterator[str]:
         try:
-            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+            with self._client.stream("POST", f"{base_url}/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     response.read()
                     raise ModelUnavailable(
@@ -66,6 +96,6 @@ class OpenAICompatibleLanguageModel(LanguageModel):
                     finished = finished or bool(choice.get("finish_reason"))
                 if not finished:
                     # The body ended cleanly but the answer did not (a proxy or the server gave up).
-                    raise ModelUnavailable(f"Model server at {self.base_url} ended the answer before its end")
+                    raise ModelUnavailable(f"Model server at {base_url} ended the answer before its end")
         except httpx.HTTPError as exc:
-            raise ModelUnavailable(f"Model server at {self.base_url} unreachable: {exc}") from exc
+            raise ModelUnavailable(f"Model server at {base_url} unreachable: {exc}") from exc
