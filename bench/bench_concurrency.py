@@ -15,6 +15,11 @@ sending to the ``citations`` and ``extract`` frames (the evidence) at p50/p95/ma
 positions the chats were shown, the time to the first token and to ``done`` at p50/p95, and the
 web process's resident memory (VmRSS, VmHWM) before and after: one copy of the model (its GGUF is
 ~90 MB) whatever the number of chats. The baseline in the same run is one chat asking alone.
+
+``--model-servers N`` (N ≥ 2) serves the model from N ``scripts/model_server.py`` processes
+instead (``NANOSENTRI_LLM_BACKEND=openai``, ``NANOSENTRI_LLM_SERVER_URL`` listing them, each on
+``--server-threads`` llama.cpp threads): N answers generate at once, at the cost of N copies of
+the model; their RSS is reported too.
 """
 from __future__ import annotations
 
@@ -23,14 +28,15 @@ import asyncio
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Children, apply_environment, bench_environment, exit_on_sigterm, load_average  # noqa: E402
-from bench_chat import login, prepare_app_data, start_server  # noqa: E402
+from _common import REPO, Children, apply_environment, bench_environment, exit_on_sigterm, load_average  # noqa: E402
+from bench_chat import free_port, login, prepare_app_data, start_server  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 QUESTIONS = [
@@ -128,12 +134,44 @@ def summary(results: list[dict]) -> dict:
     }
 
 
+def start_model_servers(children: Children, env: dict, count: int, threads: int, timeout: float) -> list:
+    """``count`` model server processes (scripts/model_server.py), each on a free port; [] for 0 or 1."""
+    import httpx
+
+    if count < 2:
+        return []
+    servers = []
+    for _ in range(count):
+        port = free_port()
+        server_env = {**env, "NANOSENTRI_LLM_THREADS": str(threads), "NANOSENTRI_LLM_BATCH_THREADS": str(threads)}
+        proc = children.start("model-server", [sys.executable, "scripts/model_server.py", "--port", str(port)],
+                              env=server_env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append((f"http://127.0.0.1:{port}/v1", proc))
+    deadline = time.monotonic() + timeout
+    for url, proc in servers:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"model server {url} exited with code {proc.returncode}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"model server {url} did not start")
+            time.sleep(0.5)
+    return servers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chats", type=int, default=50)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--model-servers", type=int, default=0,
+                        help="serve the model from this many model server processes (0: in the web process)")
+    parser.add_argument("--server-threads", type=int, default=1, help="llama.cpp threads of each model server")
     args = parser.parse_args()
     exit_on_sigterm()
     data_dir = Path(tempfile.mkdtemp(prefix="nanosentri-bench-concurrency-"))
@@ -149,6 +187,11 @@ def main() -> int:
         django.setup()
         manuals = sorted((SHARED / "manuals").glob("*.pdf")) + sorted((SHARED / "library").glob("*.pdf"))
         password, _passages, _ingested = prepare_app_data(manuals, QUESTIONS)
+        model_servers = start_model_servers(children, env, args.model_servers, args.server_threads, args.timeout)
+        if model_servers:
+            env.update(NANOSENTRI_LLM_BACKEND="openai",
+                       NANOSENTRI_LLM_SERVER_URL=",".join(url for url, _proc in model_servers))
+            print(f"{len(model_servers)} model server processes, {args.server_threads} llama.cpp thread(s) each")
         port, server, _log = start_server(children, env, data_dir, args.timeout)
         cookie = login(port, "technician", password)
         idle = memory_kb(server.pid)
@@ -172,6 +215,9 @@ def main() -> int:
             shutil.copy(_log, Path(tempfile.gettempdir()) / "bench_concurrency_daphne.log")
         print(f"\nweb process memory: RSS idle {idle['VmRSS'] / 1024:.0f} MB, after {after['VmRSS'] / 1024:.0f} MB, "
               f"peak (VmHWM) {after['VmHWM'] / 1024:.0f} MB; load {load_average()}")
+        for url, proc in model_servers:
+            mem = memory_kb(proc.pid)
+            print(f"model server {url}: RSS {mem['VmRSS'] / 1024:.0f} MB, peak {mem['VmHWM'] / 1024:.0f} MB")
         return 0
     finally:
         children.stop_all()
