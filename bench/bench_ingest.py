@@ -49,6 +49,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -432,7 +433,7 @@ def experiments(app_result, plain, configured, settings, default_threads: int, r
             warnings.simplefilter("ignore")
             q = copy.copy(plain)
             q._model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), names, dtype=torch.qint8)
-        q._memo = {}  # its own question vectors, not the fp32 model's
+        q._memo, q._waiting, q._waiting_lock = {}, {}, threading.Lock()  # its own question vectors
         q.batch_tokens = 0
         q.embed(["warm up"])
         return q

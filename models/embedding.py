@@ -49,6 +49,9 @@ class SentenceTransformerEmbedder:
         # torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
         self._memo: dict[str, list[float]] = {}  # oldest first
+        self._waiting: dict = {}  # question → Future of its vector, for the next pass
+        self._waiting_lock = threading.Lock()
+        self._embedding_queries = False
         self.query_memo = max(0, int(query_memo))
 
     def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]:
@@ -65,16 +68,49 @@ class SentenceTransformerEmbedder:
 
     def _embed_query(self, text: str) -> list[float]:
         """One text, remembered: an answer embeds its question for the manuals and again for the
-        past incidents (``query_memo`` texts per process, NANOSENTRI_EMBEDDING_QUERY_MEMO)."""
+        past incidents (``query_memo`` texts per process, NANOSENTRI_EMBEDDING_QUERY_MEMO).
+
+        Questions asked at the same moment are embedded together: while one pass runs, the
+        questions that arrive wait for the next, which takes all of them at once. Fifty chats
+        asking together cost a few passes instead of fifty (padding is masked out, so each vector
+        is the one the question gets alone, up to float rounding).
+        """
         vector = self._memo.get(text)
         if vector is None:
-            with self._lock:
-                vector = self._encode([text], 1)[0].tolist()
+            vector = self._embed_together(text)
             if self.query_memo:
                 self._memo[text] = vector
                 while len(self._memo) > self.query_memo:
                     self._memo.pop(next(iter(self._memo)), None)
         return list(vector)
+
+    def _embed_together(self, text: str) -> list[float]:
+        from concurrent.futures import Future
+
+        with self._waiting_lock:
+            future = self._waiting.get(text)
+            if future is None:
+                future = self._waiting[text] = Future()
+            leads = not self._embedding_queries
+            if leads:
+                self._embedding_queries = True
+        while leads:  # the first caller runs passes until nobody waits
+            with self._waiting_lock:
+                batch = dict(self._waiting)
+                self._waiting.clear()
+                if not batch:
+                    self._embedding_queries = False
+                    break
+            try:
+                with self._lock:
+                    vectors = self._encode(list(batch), len(batch))
+            except BaseException as exc:
+                for waiting in batch.values():
+                    waiting.set_exception(exc)
+                continue
+            for waiting, row in zip(batch.values(), vectors):
+                waiting.set_result(row.tolist())
+        return future.result()
 
     def _encode(self, texts: list[str], batch_size: int):
         return self._model.encode(

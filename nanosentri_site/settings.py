@@ -237,6 +237,10 @@ NANOSENTRI_LLM_STATE_CACHE_MB = envint("NANOSENTRI_LLM_STATE_CACHE_MB", 256)
 # in it: torch's OpenMP threads took cores from llama.cpp's and cost it 36 % of its tokens/s on
 # 2 cores (docs/benchmarks.md §1). 0 leaves torch's default. The worker is not affected.
 NANOSENTRI_WEB_EMBEDDING_THREADS = envint("NANOSENTRI_WEB_EMBEDDING_THREADS", 1)
+# Evidence first for every chat: while any chat of the process gathers its evidence (passages,
+# findings, past incidents), the local model waits before its prompt and between tokens, at most
+# this many seconds each time (models/llm/queue.py). 0: the model never waits.
+NANOSENTRI_EVIDENCE_FIRST_WAIT_S = envfloat("NANOSENTRI_EVIDENCE_FIRST_WAIT_S", 2.0)
 NANOSENTRI_LLM_SERVER_URL = env("NANOSENTRI_LLM_SERVER_URL", "http://127.0.0.1:8080/v1")
 NANOSENTRI_LLM_SERVER_MODEL = env("NANOSENTRI_LLM_SERVER_MODEL", "default")
 NANOSENTRI_LLM_SERVER_API_KEY = envsecret("NANOSENTRI_LLM_SERVER_API_KEY", "")

@@ -235,3 +235,60 @@ def test_raising_the_slots_lets_waiting_chats_in():
     queue.slots = 2
     assert done.wait(TIMEOUT)
     waiter.join(TIMEOUT)
+
+
+def test_the_model_gives_way_while_a_chat_gathers_its_evidence():
+    queue = GenerationQueue()
+    phase = queue.gathering_evidence()
+    phase.__enter__()
+    waited = []
+    giver = run(lambda: waited.append(queue.give_way(5.0)))
+    time.sleep(0.2)
+    assert giver.is_alive()  # the model is held while the evidence is gathered
+    phase.__exit__(None, None, None)
+    giver.join(TIMEOUT)
+    assert not giver.is_alive() and 0.15 < waited[0] < 2
+
+
+def test_giving_way_is_bounded_and_ends_on_stop():
+    queue = GenerationQueue()
+    with queue.gathering_evidence():
+        started = time.monotonic()
+        assert queue.give_way(0.2) >= 0.19
+        assert time.monotonic() - started < 2
+        assert queue.give_way(5.0, cancelled=lambda: True) < 0.5
+        assert queue.give_way(0) == 0.0  # turned off
+    assert queue.give_way(5.0) < 0.05  # nobody gathering: no wait
+
+
+def test_a_streaming_answer_pauses_between_tokens_for_a_new_chats_evidence():
+    from models.llm.router import RoutedAnswer
+    from models.llm.routing import Route
+
+    class Model:
+        name = "fake"
+
+        def stream_chat(self, messages, **kwargs):
+            for piece in ("one ", "two ", "three"):
+                yield piece
+
+    class Prompt:
+        messages = []
+        prompt_tokens = 1
+
+    queue = GenerationQueue()
+    answer = RoutedAnswer(Route("local", "no_site_server", ""), local=Model, site=None, prompt_for=lambda m: Prompt(),
+                          max_tokens=8, temperature=0, should_stop=never, queue=queue, first_token_timeout=5,
+                          stall_timeout=5, evidence_wait_s=5.0)
+    events = answer.events()
+    while next(events)[0] != "token":
+        pass
+    phase = queue.gathering_evidence()
+    phase.__enter__()  # another chat asks now
+    got = []
+    pump = run(lambda: got.extend(e for e in events))
+    time.sleep(0.3)
+    assert got == []  # no second token while the other chat gathers its evidence
+    phase.__exit__(None, None, None)
+    pump.join(TIMEOUT)
+    assert [e[1] for e in got if e[0] == "token"] == ["two ", "three"]

@@ -2,6 +2,7 @@
 embedder's passes of similar length (NANOSENTRI_WORKER_EMBEDDING_THREADS, _EMBEDDING_BATCH_TOKENS)."""
 import copy
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -243,3 +244,47 @@ def test_a_question_embedded_twice_is_computed_once(minilm):
     assert other[0] != second[0]
     reference = SentenceTransformerEmbedder(embedder.name).embed([question])
     assert max(abs(a - b) for a, b in zip(second[0], reference[0])) < 1e-6
+
+
+def test_questions_asked_together_are_embedded_in_one_pass(minilm):
+    """Fifty chats asking at once: the questions that arrive while a pass runs share the next one."""
+    embedder = copy.copy(minilm)
+    embedder._memo = {}
+    embedder._waiting = {}
+    embedder._waiting_lock = threading.Lock()
+    passes = []
+    real_encode = embedder._encode
+    first_pass_running = threading.Event()
+    release = threading.Event()
+
+    def recording(texts, batch_size):
+        passes.append(list(texts))
+        if len(passes) == 1:
+            first_pass_running.set()
+            release.wait(10)  # the others arrive while the first pass runs
+        return real_encode(texts, batch_size)
+
+    embedder._encode = recording
+    questions = [f"Relay K{n} does not switch the pump {n}: what do I check? (together)" for n in range(12)]
+    results: dict[str, list[float]] = {}
+
+    def ask(question):
+        results[question] = embedder.embed([question])[0]
+
+    first = threading.Thread(target=ask, args=(questions[0],))
+    first.start()
+    assert first_pass_running.wait(10)
+    others = [threading.Thread(target=ask, args=(q,)) for q in questions[1:]]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(embedder._waiting) < len(others) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(20)
+    assert [len(p) for p in passes] == [1, len(others)]  # two passes for twelve questions
+    alone = SentenceTransformerEmbedder(embedder.name).embed
+    for question in (questions[0], questions[5]):
+        reference = alone([question])[0]
+        assert max(abs(a - b) for a, b in zip(results[question], reference)) < 1e-5

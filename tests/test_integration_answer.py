@@ -176,3 +176,23 @@ def test_sensor_findings_reach_the_answer_through_the_real_model(real_stack, sma
     assert message.live_context["findings"][0]["rule"] == rule
     # The findings were in the prompt the model saw.
     assert message.timings["prompt_tokens"] > 100
+
+
+@pytest.mark.django_db
+def test_the_evidence_phase_holds_the_model_back_until_the_evidence_is_out(real_stack, smartevse, settings):
+    """Real model: while a chat gathers its evidence the queue counts it, the model gives way to it,
+    and the count ends when the evidence is out (also for a refusal, which never reaches the model)."""
+    from models.llm import generation_queue
+
+    settings.NANOSENTRI_LLM_NARRATIVE = True
+    _ingest(smartevse)
+    conversation = services.conversation_for(user=None, title=QUESTION)
+    seen = {}
+    for event in services.answer_stream(question=QUESTION, conversation=conversation):
+        seen.setdefault(event["type"], generation_queue._gathering)
+    assert seen["citations"] == 1 and seen["extract"] == 1  # still gathering when the evidence is sent
+    assert seen["token"] == 0 and seen["done"] == 0
+    assert generation_queue._gathering == 0
+    refused = services.conversation_for(user=None, title="x")
+    list(services.answer_stream(question="What is the capital of Mongolia?", conversation=refused))
+    assert generation_queue._gathering == 0

@@ -6,6 +6,7 @@ consumer runs it in a worker thread; the ask command iterates it directly.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from apps.chat.prompting import build_prompt, not_covered_text
 from apps.chat.rendering import answer_text, render_answer
 from apps.knowledge.retrieval import passages_retrieve
 from models.errors import ModelUnavailable
+from models.llm import generation_queue
 from models.llm.router import RoutedAnswer
 from models.llm.routing import EXTRACT_ONLY, NOT_COVERED, route_without_model
 
@@ -86,117 +88,124 @@ def answer_stream(
     used when there is one.
     """
     cancel = cancel or threading.Event()
-    received = time.perf_counter()
-    question = question_clean(question)
-    live = live_context_for(question=question, asset=asset, context_text=context_text)
-    previous = previous_turn(conversation)
-    Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
-    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING,
-                                    process_key=answer_process_key())  # if this process dies, another fails it
-    if not conversation.title:
-        conversation.title = question[:200]
-    conversation.save(update_fields=["title", "updated"])
-    yield {"type": "accepted", "conversation": conversation.pk, "message": answer.pk}
-
-    # 1. Evidence first: passages and live findings reach the screen before the model is asked.
-    findings = live.findings if live else []
-    manuals = _linked_manuals(live)
-    # "And if that doesn't help?" is searched with the question it follows.
-    query, prefer = follow_up_query(question, previous)
-    if manuals:
-        # Within the asset's own manuals, what the findings point at ("heater supply") finds the page.
-        query = " ".join([query] + [f.manual_query for f in findings[:2] if f.manual_query])
-    min_score = None
-    if findings and not manuals:
-        # The findings are about one device; a page that only loosely matches, possibly from
-        # another device's manual, would mislead more than it helps.
-        min_score = max(settings.NANOSENTRI_RETRIEVAL_MIN_SCORE, settings.NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS)
-    found = passages_retrieve(
-        query, document_ids=manuals or None, min_score=min_score, prefer=prefer, rerank=[feedback_rerank]
-    )
-    passages, retrieval_ms = found.passages, found.ms
-    citations = _citations_save(answer, passages, question)
-    yield {
-        "type": "citations",
-        "message": answer.pk,
-        "items": [c.as_dict() for c in citations],
-        "retrieval_ms": round(retrieval_ms, 1),
-    }
-    timings = {"retrieval_ms": round(retrieval_ms, 1)}
-    # The answer in the manual's own words, before any token.
-    extract = answer_extract(question, passages)
-    Message.objects.filter(pk=answer.pk).update(extract=extract)
-    yield {"type": "extract", "message": answer.pk, "items": extract}
-    # Past incidents of the chat's asset type first: what fixed this fault before.
-    similar, timings["similar_ms"] = _similar_incidents(question, asset=asset or (live and live.asset), live=live)
-    _similar_links_limit(similar, user=conversation.user)
-    Message.objects.filter(pk=answer.pk).update(similar_incidents=similar)
-    yield {"type": "similar_incidents", "message": answer.pk, "items": similar}
-    if live is not None:
-        snapshot = live.as_dict()
-        Message.objects.filter(pk=answer.pk).update(live_context=snapshot)
-        yield {"type": "live_context", "message": answer.pk, **snapshot}
-
-    if not passages and not findings and not similar:  # a past incident is evidence too
-        refusal = not_covered_text(found.unknown_codes)
-        yield {"type": "token", "message": answer.pk, "text": refusal}
-        yield _finish(answer, refusal, Message.Status.NOT_COVERED, timings, received, 0,
-                      route=route_without_model(NOT_COVERED))
-        return
-    if not settings.NANOSENTRI_LLM_NARRATIVE:  # extract only (docs/benchmarks.md says why)
-        yield _finish(answer, "", Message.Status.COMPLETED, timings, received, 0, route=route_without_model(EXTRACT_ONLY))
-        return
-    evidence = _evidence_texts(question, passages, live, similar)
-
-    # 2. Which model: the site server when the evidence allows and it answers, else the local one.
-    in_prompt = similar[: settings.NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT]
-    sources = answer_evidence(conversation=conversation, answer=answer, passages=passages, live=live, incidents=in_prompt)
-    route = answer_route(conversation=conversation, evidence=sources)
-    answer.privacy = evidence_privacy(sources)
-    Message.objects.filter(pk=answer.pk).update(privacy=answer.privacy)
-    history = conversation_history(conversation, previous)
-    generation = _routed_generation(
-        route, cancel=cancel, session=conversation.pk,
-        prompt_for=lambda model: build_prompt(
-            question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
-            live_block=live.prompt_block() if live else "", incidents=in_prompt, history=history,
-        ),
-    )
-
-    # 3. Stream it (waiting for the local model's turn when it answers: one generation at a time).
-    def finish(status, **kwargs):
-        timings.update(_generation_timings(generation, received))
-        return _finish(answer, "".join(generation.pieces), status, timings, received, len(generation.pieces),
-                       generation.first_token_at, route=generation.route_taken, evidence=evidence, **kwargs)
-
+    # While this chat gathers its evidence, the local model (another chat's answer) gives way.
+    evidence_phase = contextlib.ExitStack()
+    evidence_phase.enter_context(generation_queue.gathering_evidence())
     try:
-        for event in generation.events():
-            if event[0] == "token":
-                yield {"type": "token", "message": answer.pk, "text": event[1]}
-            elif event[0] == "queued":
-                yield {"type": "queued", "message": answer.pk, "position": event[1]}
-            elif event[0] == "route":
-                yield _route_start(answer, event[1], restart=event[2], prompt=generation.prompt, timings=timings)
-    except ModelUnavailable as exc:
-        yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
-        yield finish(Message.Status.FAILED, error=str(exc))
-        return
-    except Exception as exc:
-        log.exception("generation failed for message %s", answer.pk)
-        yield {"type": "error", "message": answer.pk, "code": "generation_failed", "detail": f"{exc.__class__.__name__}: {exc}"}
-        yield finish(Message.Status.FAILED, error=str(exc))
-        return
-    if generation.stopped_before_model:
-        yield finish(Message.Status.STOPPED)
-        return
-    timings.update(generation.model.prompt_stats())  # prompt tokens taken from the KV cache / evaluated
-    # The next follow-up's prompt starts with this one and its answer, as generated.
-    remember_turn(conversation.pk, answer.pk, generation.prompt, "".join(generation.pieces))
-    yield finish(Message.Status.STOPPED if cancel.is_set() else Message.Status.COMPLETED)
+        received = time.perf_counter()
+        question = question_clean(question)
+        live = live_context_for(question=question, asset=asset, context_text=context_text)
+        previous = previous_turn(conversation)
+        Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
+        answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING,
+                                        process_key=answer_process_key())  # if this process dies, another fails it
+        if not conversation.title:
+            conversation.title = question[:200]
+        conversation.save(update_fields=["title", "updated"])
+        yield {"type": "accepted", "conversation": conversation.pk, "message": answer.pk}
+
+        # 1. Evidence first: passages and live findings reach the screen before the model is asked.
+        findings = live.findings if live else []
+        manuals = _linked_manuals(live)
+        # "And if that doesn't help?" is searched with the question it follows.
+        query, prefer = follow_up_query(question, previous)
+        if manuals:
+            # Within the asset's own manuals, what the findings point at ("heater supply") finds the page.
+            query = " ".join([query] + [f.manual_query for f in findings[:2] if f.manual_query])
+        min_score = None
+        if findings and not manuals:
+            # The findings are about one device; a page that only loosely matches, possibly from
+            # another device's manual, would mislead more than it helps.
+            min_score = max(settings.NANOSENTRI_RETRIEVAL_MIN_SCORE, settings.NANOSENTRI_RETRIEVAL_MIN_SCORE_WITH_FINDINGS)
+        found = passages_retrieve(
+            query, document_ids=manuals or None, min_score=min_score, prefer=prefer, rerank=[feedback_rerank]
+        )
+        passages, retrieval_ms = found.passages, found.ms
+        citations = _citations_save(answer, passages, question)
+        yield {
+            "type": "citations",
+            "message": answer.pk,
+            "items": [c.as_dict() for c in citations],
+            "retrieval_ms": round(retrieval_ms, 1),
+        }
+        timings = {"retrieval_ms": round(retrieval_ms, 1)}
+        # The answer in the manual's own words, before any token.
+        extract = answer_extract(question, passages)
+        Message.objects.filter(pk=answer.pk).update(extract=extract)
+        yield {"type": "extract", "message": answer.pk, "items": extract}
+        # Past incidents of the chat's asset type first: what fixed this fault before.
+        similar, timings["similar_ms"] = _similar_incidents(question, asset=asset or (live and live.asset), live=live)
+        _similar_links_limit(similar, user=conversation.user)
+        Message.objects.filter(pk=answer.pk).update(similar_incidents=similar)
+        yield {"type": "similar_incidents", "message": answer.pk, "items": similar}
+        if live is not None:
+            snapshot = live.as_dict()
+            Message.objects.filter(pk=answer.pk).update(live_context=snapshot)
+            yield {"type": "live_context", "message": answer.pk, **snapshot}
+
+        if not passages and not findings and not similar:  # a past incident is evidence too
+            refusal = not_covered_text(found.unknown_codes)
+            yield {"type": "token", "message": answer.pk, "text": refusal}
+            yield _finish(answer, refusal, Message.Status.NOT_COVERED, timings, received, 0,
+                          route=route_without_model(NOT_COVERED))
+            return
+        if not settings.NANOSENTRI_LLM_NARRATIVE:  # extract only (docs/benchmarks.md says why)
+            yield _finish(answer, "", Message.Status.COMPLETED, timings, received, 0, route=route_without_model(EXTRACT_ONLY))
+            return
+        evidence = _evidence_texts(question, passages, live, similar)
+
+        # 2. Which model: the site server when the evidence allows and it answers, else the local one.
+        in_prompt = similar[: settings.NANOSENTRI_SIMILAR_INCIDENTS_IN_PROMPT]
+        sources = answer_evidence(conversation=conversation, answer=answer, passages=passages, live=live, incidents=in_prompt)
+        route = answer_route(conversation=conversation, evidence=sources)
+        answer.privacy = evidence_privacy(sources)
+        Message.objects.filter(pk=answer.pk).update(privacy=answer.privacy)
+        history = conversation_history(conversation, previous)
+        evidence_phase.close()  # the evidence is out: the model may take the cores
+        generation = _routed_generation(
+            route, cancel=cancel, session=conversation.pk,
+            prompt_for=lambda model: build_prompt(
+                question, passages, model, max_new_tokens=settings.NANOSENTRI_LLM_MAX_TOKENS,
+                live_block=live.prompt_block() if live else "", incidents=in_prompt, history=history,
+            ),
+        )
+
+        # 3. Stream it (waiting for the local model's turn when it answers: one generation at a time).
+        def finish(status, **kwargs):
+            timings.update(_generation_timings(generation, received))
+            return _finish(answer, "".join(generation.pieces), status, timings, received, len(generation.pieces),
+                           generation.first_token_at, route=generation.route_taken, evidence=evidence, **kwargs)
+
+        try:
+            for event in generation.events():
+                if event[0] == "token":
+                    yield {"type": "token", "message": answer.pk, "text": event[1]}
+                elif event[0] == "queued":
+                    yield {"type": "queued", "message": answer.pk, "position": event[1]}
+                elif event[0] == "route":
+                    yield _route_start(answer, event[1], restart=event[2], prompt=generation.prompt, timings=timings)
+        except ModelUnavailable as exc:
+            yield {"type": "error", "message": answer.pk, "code": "model_unavailable", "detail": str(exc)}
+            yield finish(Message.Status.FAILED, error=str(exc))
+            return
+        except Exception as exc:
+            log.exception("generation failed for message %s", answer.pk)
+            yield {"type": "error", "message": answer.pk, "code": "generation_failed", "detail": f"{exc.__class__.__name__}: {exc}"}
+            yield finish(Message.Status.FAILED, error=str(exc))
+            return
+        if generation.stopped_before_model:
+            yield finish(Message.Status.STOPPED)
+            return
+        timings.update(generation.model.prompt_stats())  # prompt tokens taken from the KV cache / evaluated
+        # The next follow-up's prompt starts with this one and its answer, as generated.
+        remember_turn(conversation.pk, answer.pk, generation.prompt, "".join(generation.pieces))
+        yield finish(Message.Status.STOPPED if cancel.is_set() else Message.Status.COMPLETED)
+    finally:
+        evidence_phase.close()
 
 
 def _routed_generation(route, *, cancel: threading.Event, session, prompt_for):
-    from models.llm import generation_queue, get_language_model, get_site_model, site_health
+    from models.llm import get_language_model, get_site_model, site_health
 
     return RoutedAnswer(
         route,
@@ -208,6 +217,7 @@ def _routed_generation(route, *, cancel: threading.Event, session, prompt_for):
         should_stop=cancel.is_set,
         session=session,  # the local runtime keeps this conversation's KV cache
         queue=generation_queue,
+        evidence_wait_s=settings.NANOSENTRI_EVIDENCE_FIRST_WAIT_S,
         first_token_timeout=settings.NANOSENTRI_SITE_LLM_FIRST_TOKEN_TIMEOUT_S,
         stall_timeout=settings.NANOSENTRI_SITE_LLM_TIMEOUT_S,
         health=site_health(),

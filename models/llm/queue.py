@@ -4,11 +4,17 @@
 it waits, so a chat can show "2 people ahead of you", and returns once it may generate. The
 queue has ``slots`` places at the front: one for a model in this process, one per model server
 process when the local model is served by several (NANOSENTRI_LLM_SERVER_URL with several URLs).
+
+Evidence goes first: while any chat of the process is gathering its evidence (passages, findings,
+past incidents), the local model waits before its prompt and between tokens (at most
+``evidence_wait_s`` each time), so fifty chats asking at once see their evidence within a second
+instead of sharing the two cores with a generation.
 """
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -19,6 +25,7 @@ class GenerationQueue:
         self._line: list[int] = []
         self._ids = itertools.count(1)
         self._slots = max(1, slots)
+        self._gathering = 0  # chats gathering their evidence now
 
     @property
     def slots(self) -> int:
@@ -78,6 +85,32 @@ class GenerationQueue:
             yield ticket
         finally:
             self.leave(ticket)
+
+    @contextmanager
+    def gathering_evidence(self):
+        """Mark a chat's evidence phase: the local model gives way to it (``give_way``)."""
+        with self._cond:
+            self._gathering += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._gathering -= 1
+                self._cond.notify_all()
+
+    def give_way(self, max_s: float, cancelled: Callable[[], bool] = lambda: False) -> float:
+        """Wait while other chats gather their evidence, at most ``max_s``; the seconds waited."""
+        if max_s <= 0:
+            return 0.0
+        started = time.monotonic()
+        deadline = started + max_s
+        with self._cond:
+            while self._gathering and not cancelled():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 0.1))
+        return time.monotonic() - started
 
     def is_first(self, ticket: int) -> bool:
         with self._cond:

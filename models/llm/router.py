@@ -64,8 +64,11 @@ class RoutedAnswer:
         stall_timeout: float,
         health: SiteHealth | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        evidence_wait_s: float = 0.0,
     ):
         self.route = route
+        # The local model gives way to chats gathering their evidence, at most this long each time.
+        self._evidence_wait_s = evidence_wait_s
         self._local, self._site, self._prompt_for = local, site, prompt_for
         self._max_tokens, self._temperature, self._should_stop = max_tokens, temperature, should_stop
         self._session, self._queue, self._health, self._clock = session, queue, health, clock
@@ -181,6 +184,7 @@ class RoutedAnswer:
             waited = self._clock()
             for ahead in self._queue.wait_turn(ticket, cancelled=self._should_stop):
                 yield ("queued", ahead)
+            self._queue.give_way(self._evidence_wait_s, self._should_stop)
             self.queue_ms = round((self._clock() - waited) * 1000, 1)
             if self._should_stop():
                 self.stopped_before_model = True
@@ -198,6 +202,8 @@ class RoutedAnswer:
                     self.first_token_at = self._clock()
                 self.pieces.append(piece)
                 yield ("token", piece)
+                # The next token is computed only when asked for: a pause here pauses the model.
+                self._queue.give_way(self._evidence_wait_s, self._should_stop)
         finally:
             self._queue.leave(ticket)
 
