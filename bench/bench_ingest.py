@@ -434,6 +434,7 @@ def experiments(app_result, plain, configured, settings, default_threads: int, r
             q = copy.copy(plain)
             q._model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), names, dtype=torch.qint8)
         q._memo, q._waiting, q._waiting_lock = {}, {}, threading.Lock()  # its own question vectors
+        q._thread_memo = threading.local()
         q.batch_tokens = 0
         q.embed(["warm up"])
         return q

@@ -26,6 +26,9 @@ class Embedder(Protocol):
     def tokenize(self, text: str) -> list[str]: ...
 
 
+THREAD_MEMO = 4  # questions remembered per thread (an answer's thread embeds its question twice)
+
+
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 (or another sentence-transformers folder), on the CPU, normalized."""
 
@@ -49,6 +52,7 @@ class SentenceTransformerEmbedder:
         # torch modules are not safe to call from several threads at once.
         self._lock = threading.Lock()
         self._memo: dict[str, list[float]] = {}  # oldest first
+        self._thread_memo = threading.local()
         self._waiting: dict = {}  # question → Future of its vector, for the next pass
         self._waiting_lock = threading.Lock()
         self._embedding_queries = False
@@ -75,13 +79,19 @@ class SentenceTransformerEmbedder:
         asking together cost a few passes instead of fifty (padding is masked out, so each vector
         is the one the question gets alone, up to float rounding).
         """
-        vector = self._memo.get(text)
+        mine = getattr(self._thread_memo, "vectors", None)  # this thread's last questions, whatever
+        if mine is None:                                     # the other chats ask meanwhile
+            mine = self._thread_memo.vectors = {}
+        vector = mine.get(text) or self._memo.get(text)
         if vector is None:
             vector = self._embed_together(text)
             if self.query_memo:
                 self._memo[text] = vector
                 while len(self._memo) > self.query_memo:
                     self._memo.pop(next(iter(self._memo)), None)
+        mine[text] = vector
+        while len(mine) > THREAD_MEMO:
+            mine.pop(next(iter(mine)), None)
         return list(vector)
 
     def _embed_together(self, text: str) -> list[float]:
@@ -124,6 +134,7 @@ class SentenceTransformerEmbedder:
     def forget_queries(self) -> None:
         """Forget the remembered question vectors (benchmarks time every question's embedding)."""
         self._memo.clear()
+        self._thread_memo = threading.local()
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         """Token positions of each text as the model reads it: [CLS] and [SEP] included, cut at max_tokens."""

@@ -223,6 +223,7 @@ def test_a_question_embedded_twice_is_computed_once(minilm):
     """The answer pipeline embeds its question for the manuals and again for the past incidents."""
     embedder = copy.copy(minilm)
     embedder._memo = {}
+    embedder._thread_memo = threading.local()
     calls = []
     real_encode = embedder._encode
 
@@ -250,6 +251,7 @@ def test_questions_asked_together_are_embedded_in_one_pass(minilm):
     """Fifty chats asking at once: the questions that arrive while a pass runs share the next one."""
     embedder = copy.copy(minilm)
     embedder._memo = {}
+    embedder._thread_memo = threading.local()
     embedder._waiting = {}
     embedder._waiting_lock = threading.Lock()
     passes = []
@@ -288,3 +290,19 @@ def test_questions_asked_together_are_embedded_in_one_pass(minilm):
     for question in (questions[0], questions[5]):
         reference = alone([question])[0]
         assert max(abs(a - b) for a, b in zip(results[question], reference)) < 1e-5
+
+
+def test_an_answer_thread_reuses_its_question_vector_while_other_chats_ask(minilm):
+    """With room for one question in the process memo, a thread still gets its own question back."""
+    embedder = copy.copy(minilm)
+    embedder._memo, embedder._thread_memo, embedder.query_memo = {}, threading.local(), 1
+    calls = []
+    real_encode = embedder._encode
+    embedder._encode = lambda texts, batch_size: calls.append(list(texts)) or real_encode(texts, batch_size)
+    mine = "Fuse F3 blows when the pump starts (thread memo)"
+    embedder.embed([mine])
+    other = threading.Thread(target=lambda: embedder.embed(["Another chat's question (thread memo)"]))
+    other.start()
+    other.join(10)
+    embedder.embed([mine])  # the process memo now holds the other question
+    assert calls == [[mine], ["Another chat's question (thread memo)"]]

@@ -64,6 +64,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _ask(self, frame: dict):
         if self.pump and not self.pump.done():
             return await self._error("busy", "an answer is still streaming; stop it or wait")
+        # From now until its evidence is out, the local model gives way to this chat.
+        evidence_phase = services.evidence_phase_start()
+        try:
+            await self._start_answer(frame, evidence_phase)
+        except BaseException:
+            evidence_phase.close()
+            raise
+
+    async def _start_answer(self, frame: dict, evidence_phase):
         try:
             ask = await database_sync_to_async(ask_request_clean)(
                 user=self.user, question=frame.get("question"), asset=frame.get("asset"),
@@ -71,6 +80,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 local_only=frame.get("local_only"),
             )
         except AskRefused as exc:
+            evidence_phase.close()
             return await self._error(exc.code, str(exc))
         conversation = await database_sync_to_async(services.ask_conversation)(user=self.user, ask=ask)
 
@@ -91,6 +101,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             question=ask.question, conversation=conversation, cancel=cancel, asset=ask.asset,
             context_text=ask.context_text,
             emit=TokenCoalescer(to_loop, interval_s=settings.NANOSENTRI_TOKEN_FRAME_MS / 1000),
+            evidence_phase=evidence_phase,
         )
         self.pump = asyncio.create_task(self._forward(events))
 

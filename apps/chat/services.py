@@ -80,8 +80,12 @@ def answer_stream(
     cancel: threading.Event | None = None,
     asset=None,
     context_text: str | None = None,
+    evidence_phase: contextlib.ExitStack | None = None,
 ) -> Iterator[dict]:
     """Answer ``question`` in ``conversation``, yielding protocol events as they happen.
+
+    ``evidence_phase`` (``evidence_phase_start()``): the chat's evidence phase, when the caller
+    began it on receiving the question; it ends here once the evidence is out.
 
     ``asset`` (an Asset) or ``context_text`` (a pasted log line, parsed but not stored) add
     live sensor readings and diagnostic findings; otherwise an asset named in the question is
@@ -89,8 +93,7 @@ def answer_stream(
     """
     cancel = cancel or threading.Event()
     # While this chat gathers its evidence, the local model (another chat's answer) gives way.
-    evidence_phase = contextlib.ExitStack()
-    evidence_phase.enter_context(generation_queue.gathering_evidence())
+    evidence_phase = evidence_phase or evidence_phase_start()
     try:
         received = time.perf_counter()
         question = question_clean(question)
@@ -354,15 +357,24 @@ def _finish(
     }
 
 
+def evidence_phase_start() -> contextlib.ExitStack:
+    """A chat's evidence phase, begun: the local model gives way to it until it is closed."""
+    phase = contextlib.ExitStack()
+    phase.enter_context(generation_queue.gathering_evidence())
+    return phase
+
+
 def run_answer_in_thread(
-    *, question: str, conversation: Conversation, cancel: threading.Event, emit, asset=None, context_text=None
+    *, question: str, conversation: Conversation, cancel: threading.Event, emit, asset=None, context_text=None,
+    evidence_phase: contextlib.ExitStack | None = None,
 ) -> threading.Thread:
     """Run ``answer_stream`` in a thread, handing every event to ``emit`` (thread-safe callback)."""
 
     def work():
         try:
             events = answer_stream(
-                question=question, conversation=conversation, cancel=cancel, asset=asset, context_text=context_text
+                question=question, conversation=conversation, cancel=cancel, asset=asset, context_text=context_text,
+                evidence_phase=evidence_phase,
             )
             for event in events:
                 emit(event)
@@ -372,6 +384,8 @@ def run_answer_in_thread(
             log.exception("answer pipeline failed")
             emit({"type": "error", "code": "internal_error", "detail": f"{exc.__class__.__name__}: {exc}"})
         finally:
+            if evidence_phase is not None:
+                evidence_phase.close()
             emit(None)  # end of stream
             close_old_connections()
 
