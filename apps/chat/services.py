@@ -13,7 +13,7 @@ import time
 from typing import Iterator
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from apps.chat.ask_request import AskRefused, InvalidContext, question_clean
@@ -99,12 +99,15 @@ def answer_stream(
         question = question_clean(question)
         live = live_context_for(question=question, asset=asset, context_text=context_text)
         previous = previous_turn(conversation)
-        Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
-        answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING,
-                                        process_key=answer_process_key())  # if this process dies, another fails it
-        if not conversation.title:
-            conversation.title = question[:200]
-        conversation.save(update_fields=["title", "updated"])
+        # One write transaction, not three: fifty chats asking at once queue for SQLite's write lock.
+        with transaction.atomic():
+            Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
+            answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT,
+                                            status=Message.Status.PENDING,
+                                            process_key=answer_process_key())  # if this process dies, another fails it
+            if not conversation.title:
+                conversation.title = question[:200]
+            conversation.save(update_fields=["title", "updated"])
         yield {"type": "accepted", "conversation": conversation.pk, "message": answer.pk}
 
         # 1. Evidence first: passages and live findings reach the screen before the model is asked.
@@ -134,17 +137,16 @@ def answer_stream(
         timings = {"retrieval_ms": round(retrieval_ms, 1)}
         # The answer in the manual's own words, before any token.
         extract = answer_extract(question, passages)
-        Message.objects.filter(pk=answer.pk).update(extract=extract)
         yield {"type": "extract", "message": answer.pk, "items": extract}
         # Past incidents of the chat's asset type first: what fixed this fault before.
         similar, timings["similar_ms"] = _similar_incidents(question, asset=asset or (live and live.asset), live=live)
         _similar_links_limit(similar, user=conversation.user)
-        Message.objects.filter(pk=answer.pk).update(similar_incidents=similar)
         yield {"type": "similar_incidents", "message": answer.pk, "items": similar}
+        stored = {"extract": extract, "similar_incidents": similar}
         if live is not None:
-            snapshot = live.as_dict()
-            Message.objects.filter(pk=answer.pk).update(live_context=snapshot)
+            stored["live_context"] = snapshot = live.as_dict()
             yield {"type": "live_context", "message": answer.pk, **snapshot}
+        Message.objects.filter(pk=answer.pk).update(**stored)  # the evidence kept with the answer, in one write
 
         if not passages and not findings and not similar:  # a past incident is evidence too
             refusal = not_covered_text(found.unknown_codes)
