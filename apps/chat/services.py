@@ -127,7 +127,7 @@ def answer_stream(
             query, document_ids=manuals or None, min_score=min_score, prefer=prefer, rerank=[feedback_rerank]
         )
         passages, retrieval_ms = found.passages, found.ms
-        citations = _citations_for(answer, passages, question)  # stored below, with the rest of the evidence
+        citations = _citations_save(answer, passages, question)
         yield {
             "type": "citations",
             "message": answer.pk,
@@ -146,11 +146,7 @@ def answer_stream(
         if live is not None:
             stored["live_context"] = snapshot = live.as_dict()
             yield {"type": "live_context", "message": answer.pk, **snapshot}
-        # The evidence is on the screen before it is written, and written in one transaction: fifty chats
-        # asking at once would otherwise wait in turn for SQLite's write lock before their evidence.
-        with transaction.atomic():
-            Citation.objects.bulk_create(citations)
-            Message.objects.filter(pk=answer.pk).update(**stored)
+        Message.objects.filter(pk=answer.pk).update(**stored)  # the evidence kept with the answer, in one write
 
         if not passages and not findings and not similar:  # a past incident is evidence too
             refusal = not_covered_text(found.unknown_codes)
@@ -306,8 +302,7 @@ def _linked_manuals(live) -> set[int]:
     return set(Asset.objects.filter(asset_id=live.asset).values_list("manuals", flat=True)) - {None}
 
 
-def _citations_for(answer: Message, passages, question: str) -> list[Citation]:
-    """The answer's citations (not saved yet), best first."""
+def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
     from apps.knowledge.models import Document
 
     existing = set(Document.objects.filter(pk__in=[p.document_id for p in passages]).values_list("pk", flat=True))
@@ -327,7 +322,7 @@ def _citations_for(answer: Message, passages, question: str) -> list[Citation]:
         )
         for i, p in enumerate(passages)
     ]
-    return citations
+    return Citation.objects.bulk_create(citations)
 
 
 def _finish(
