@@ -86,9 +86,10 @@ class SentenceTransformerEmbedder:
         if vector is None:
             vector = self._embed_together(text)
             if self.query_memo:
-                self._memo[text] = vector
-                while len(self._memo) > self.query_memo:
-                    self._memo.pop(next(iter(self._memo)), None)
+                with self._waiting_lock:  # answer threads share the memo
+                    self._memo[text] = vector
+                    while len(self._memo) > self.query_memo:
+                        self._memo.pop(next(iter(self._memo)), None)
         mine[text] = vector
         while len(mine) > THREAD_MEMO:
             mine.pop(next(iter(mine)), None)
@@ -133,7 +134,8 @@ class SentenceTransformerEmbedder:
 
     def forget_queries(self) -> None:
         """Forget the remembered question vectors (benchmarks time every question's embedding)."""
-        self._memo.clear()
+        with self._waiting_lock:
+            self._memo.clear()
         self._thread_memo = threading.local()
 
     def token_lengths(self, texts: list[str]) -> list[int]:
