@@ -237,10 +237,17 @@ NANOSENTRI_LLM_STATE_CACHE_MB = envint("NANOSENTRI_LLM_STATE_CACHE_MB", 256)
 # in it: torch's OpenMP threads took cores from llama.cpp's and cost it 36 % of its tokens/s on
 # 2 cores (docs/benchmarks.md §1). 0 leaves torch's default. The worker is not affected.
 NANOSENTRI_WEB_EMBEDDING_THREADS = envint("NANOSENTRI_WEB_EMBEDDING_THREADS", 1)
+# ... except for a pass of several questions asked at once (a wave of chats, models/embedding.py):
+# every one of those chats waits for it and the local model gives way, so it runs on this many
+# threads. 0 = every core.
+NANOSENTRI_EMBEDDING_WAVE_THREADS = envint("NANOSENTRI_EMBEDDING_WAVE_THREADS", 0)
 # Evidence first for every chat: while any chat of the process gathers its evidence (passages,
 # findings, past incidents), the local model waits before its prompt and between tokens, at most
 # this many seconds each time (models/llm/queue.py). 0: the model never waits.
 NANOSENTRI_EVIDENCE_FIRST_WAIT_S = envfloat("NANOSENTRI_EVIDENCE_FIRST_WAIT_S", 2.0)
+# Chats of one web process that gather their evidence at the same time; the others queue for a
+# lane (their questions are embedded on arrival meanwhile). apps/chat/services.py says why.
+NANOSENTRI_EVIDENCE_LANES = envint("NANOSENTRI_EVIDENCE_LANES", 2)
 NANOSENTRI_LLM_SERVER_URL = env("NANOSENTRI_LLM_SERVER_URL", "http://127.0.0.1:8080/v1")
 NANOSENTRI_LLM_SERVER_MODEL = env("NANOSENTRI_LLM_SERVER_MODEL", "default")
 NANOSENTRI_LLM_SERVER_API_KEY = envsecret("NANOSENTRI_LLM_SERVER_API_KEY", "")

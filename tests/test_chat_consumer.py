@@ -253,18 +253,18 @@ async def test_a_second_chat_waits_its_turn_and_is_told_its_position(technician,
 async def test_the_evidence_phase_begins_when_the_question_arrives_and_ends_on_a_refusal(technician, monkeypatch):
     """The local model gives way to a chat from the moment its question is received (not only once
     its answer thread runs), and a refused question leaves no phase behind."""
-    from apps.chat import consumers
+    from apps.chat import services
     from models.llm import generation_queue
 
     await database_sync_to_async(_index_manual)()
     seen = []
-    real_clean = consumers.ask_request_clean
+    real_clean = services.ask_request_clean
 
     def recording_clean(**kwargs):
         seen.append(generation_queue._gathering)
         return real_clean(**kwargs)
 
-    monkeypatch.setattr(consumers, "ask_request_clean", recording_clean)
+    monkeypatch.setattr(services, "ask_request_clean", recording_clean)
     communicator = await _connect(technician)
     await communicator.send_json_to({"type": "ask", "question": "What does ERROR HIGH TEMP mean?"})
     await _until_done(communicator)

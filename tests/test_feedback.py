@@ -526,3 +526,21 @@ def test_thumbs_on_a_live_answer_survive_a_reload_and_reach_the_review_queue(tmp
         supervisor.click(".review-item button[type=submit]")
         expect(supervisor.locator(".flash-success")).to_contain_text("reviewed")
         expect(supervisor.locator(".review-item")).to_have_count(0)
+
+
+def test_the_passages_thumbs_up_cited_are_read_again_whenever_a_vote_changes(technician, supervisor, manual):
+    from apps.chat.feedback_ranking import upvoted_chunks
+
+    assert upvoted_chunks() == frozenset()  # remembered: no vote yet
+    liked = _liked(technician, manual)
+    cited = {(c.document_id, c.chunk_index) for c in liked.citations.all()}
+    services.feedback_set(user=technician, message=liked, rating="up")
+    assert upvoted_chunks() == cited
+    services.feedback_set(user=supervisor, message=liked, rating="down")  # another vote, same answer
+    assert upvoted_chunks() == cited  # a thumbs-up is still on it
+    services.feedback_set(user=technician, message=liked, rating="down")  # changed in place
+    assert upvoted_chunks() == frozenset()
+    services.feedback_set(user=technician, message=liked, rating="up")
+    assert upvoted_chunks() == cited
+    liked.delete()
+    assert upvoted_chunks() == frozenset()

@@ -74,6 +74,26 @@ def test_a_question_naming_a_manual_prefers_it(library):
     assert found.passages[0].document_id == library["evb"].pk
 
 
+def test_a_question_naming_a_manual_is_searched_in_it_by_what_it_asks_not_by_the_name(library):
+    """The name says which manual; the page is the one about what is asked ("relay"), not the one
+    that repeats the name, and no other manual is cited."""
+    indexed("Olimex_ESP32-EVB_Quick_Notes.pdf", [
+        "Olimex ESP32-EVB: the ESP32-EVB ships with the ESP32-EVB demo firmware on the ESP32-EVB.",
+    ], "Olimex ESP32-EVB Quick Notes")
+    from apps.knowledge.retrieval import _without_names
+
+    found = passages_retrieve("What can the relay of the ESP32-EVB switch?")
+    named = found.named_documents
+    assert library["evb"].pk in named
+    assert {p.document_id for p in found.passages} <= named
+    assert (found.passages[0].document_id, found.passages[0].page) == (library["evb"].pk, 1)
+    terms = query_terms("What can the relay of the ESP32-EVB switch?")
+    kept = _without_names(terms, named)
+    assert "relay" in kept and not {"esp32evb", "evb"} & set(kept)
+    assert not any("evb" in t.split("_") for t in kept)
+    assert _without_names(query_terms("EVB"), named) == query_terms("EVB")  # nothing but the name: kept
+
+
 def test_prefer_puts_a_follow_ups_manual_first_when_the_question_names_none(library):
     found = passages_retrieve("relay board", prefer={library["poe"].pk})
     assert found.passages[0].document_id == library["poe"].pk

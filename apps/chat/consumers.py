@@ -15,7 +15,6 @@ from django.conf import settings
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.chat import services
-from apps.chat.ask_request import AskRefused, ask_request_clean
 from apps.chat.rendering import evidence_html
 from apps.chat.streaming import TokenCoalescer
 
@@ -73,17 +72,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise
 
     async def _start_answer(self, frame: dict, evidence_phase):
-        try:
-            ask = await database_sync_to_async(ask_request_clean)(
-                user=self.user, question=frame.get("question"), asset=frame.get("asset"),
-                context=frame.get("context"), conversation=frame.get("conversation"),
-                local_only=frame.get("local_only"),
-            )
-        except AskRefused as exc:
-            evidence_phase.close()
-            return await self._error(exc.code, str(exc))
-        conversation = await database_sync_to_async(services.ask_conversation)(user=self.user, ask=ask)
-
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         self.cancel = threading.Event()
@@ -97,9 +85,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             except RuntimeError:  # the event loop is gone (server shutting down): stop the model
                 cancel.set()
 
-        services.run_answer_in_thread(
-            question=ask.question, conversation=conversation, cancel=cancel, asset=ask.asset,
-            context_text=ask.context_text,
+        # The request is checked and its conversation opened in the answer's own thread, not in
+        # the event loop's one database thread, where fifty chats asking at once would queue.
+        services.run_ask_in_thread(
+            user=self.user,
+            request={key: frame.get(key) for key in ("question", "asset", "context", "conversation", "local_only")},
+            cancel=cancel,
             emit=TokenCoalescer(to_loop, interval_s=settings.NANOSENTRI_TOKEN_FRAME_MS / 1000),
             evidence_phase=evidence_phase,
         )

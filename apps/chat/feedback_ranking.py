@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 
 from apps.chat.models import AnswerFeedback, Citation, Message
 from ingest.index import Passage
@@ -33,6 +33,11 @@ _MARKER = re.compile(r"\[(\d{1,2})\]")
 _vectors: dict[tuple[str, int, str], np.ndarray] = {}  # (embedder, vote pk, vote created)
 _vectors_lock = threading.Lock()
 _MAX_CACHED = 50_000
+
+# The passages thumbs-up answers cited, per state of the votes (their count and last change):
+# most questions retrieve none of them and then need no further query (issue 10, fifty chats).
+_upvoted: dict[tuple, frozenset[tuple[int, int]]] = {}
+_upvoted_lock = threading.Lock()
 
 
 def feedback_boost_enabled() -> bool:
@@ -67,9 +72,29 @@ def passages_rerank(passages: list[Passage], *, query_vector, embedder_name: str
     return boosted
 
 
+def upvoted_chunks() -> frozenset[tuple[int, int]]:
+    """{(document_id, chunk_index)} cited by an answer with a thumbs-up, read again whenever a vote
+    is added, changed or removed (any process: the state is read from the database each time)."""
+    state = tuple(AnswerFeedback.objects.aggregate(n=Count("pk"), last=Max("updated")).values())
+    with _upvoted_lock:
+        chunks = _upvoted.get(state)
+    if chunks is None:
+        chunks = frozenset(
+            Citation.objects.filter(message__feedback__rating=AnswerFeedback.Rating.UP)
+            .values_list("document_id", "chunk_index")
+            .distinct()
+        )
+        with _upvoted_lock:
+            _upvoted.clear()
+            _upvoted[state] = chunks
+    return chunks
+
+
 def passage_boosts(passages: list[Passage], *, query_vector, embedder_name: str) -> dict[tuple[int, int], float]:
     """{(document_id, chunk_index): boost} for the passages that similar thumbs-up answers cited."""
     texts = {(p.document_id, p.chunk_index): p.text for p in passages}
+    if not texts.keys() & upvoted_chunks():
+        return {}
     match = Q()
     for document_id, chunk_index in texts:
         match |= Q(document_id=document_id, chunk_index=chunk_index)

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from apps.chat.ask_request import AskRefused, InvalidContext, question_clean
+from apps.chat.ask_request import AskRefused, InvalidContext, ask_request_clean, question_clean
 from apps.chat.conversation import conversation_history, follow_up_query, previous_turn, remember_turn
 from apps.chat.extensions import incident_reads
 from apps.chat.extract import answer_extract
@@ -366,19 +366,57 @@ def evidence_phase_start() -> contextlib.ExitStack:
     return phase
 
 
-def run_answer_in_thread(
-    *, question: str, conversation: Conversation, cancel: threading.Event, emit, asset=None, context_text=None,
-    evidence_phase: contextlib.ExitStack | None = None,
+def run_ask_in_thread(
+    *, user, request: dict, cancel: threading.Event, emit, evidence_phase: contextlib.ExitStack | None = None
 ) -> threading.Thread:
-    """Run ``answer_stream`` in a thread, handing every event to ``emit`` (thread-safe callback)."""
+    """Check an ask request (``ask_request_clean``'s fields), open its conversation and answer it, all
+    in a thread of its own: fifty chats asking at once do not queue for the event loop's single
+    database thread before their evidence. A refused request is an ``error`` event."""
+
+    def events():
+        _question_embedded(request.get("question"))
+        if evidence_phase is not None:
+            _EVIDENCE_LANES.acquire()
+            evidence_phase.callback(_EVIDENCE_LANES.release)
+        ask = ask_request_clean(user=user, **request)
+        conversation = ask_conversation(user=user, ask=ask)
+        yield from answer_stream(
+            question=ask.question, conversation=conversation, cancel=cancel, asset=ask.asset,
+            context_text=ask.context_text, evidence_phase=evidence_phase,
+        )
+
+    return _events_in_thread(events, emit=emit, evidence_phase=evidence_phase)
+
+
+# Chats gathering their evidence at once in this process. Fifty answer threads running Python
+# together starve the event loop (it waits for the GIL after every socket write) and each other;
+# two at a time keep both cores busy (one in SQLite or torch, one in Python) and hand the loop the
+# GIL between them. The others wait their turn without taking it (issue 10, step 3).
+_EVIDENCE_LANES = threading.BoundedSemaphore(max(1, settings.NANOSENTRI_EVIDENCE_LANES))
+
+
+def _question_embedded(question) -> None:
+    """Embed the question the moment it arrives, before the chat waits for an evidence lane: the
+    questions of a wave of chats are embedded together in one pass (``models.embedding``), and each
+    answer thread then finds its vector in its own memo."""
+    try:
+        text = question_clean(question)
+    except AskRefused:
+        return  # refused below, with the reason
+    from apps.knowledge.vector_index import get_vector_index
+
+    try:
+        get_vector_index().embedder.embed([text])
+    except Exception:  # the retrieval reports it, in its place
+        log.debug("embedding ahead failed", exc_info=True)
+
+
+def _events_in_thread(events, *, emit, evidence_phase: contextlib.ExitStack | None) -> threading.Thread:
+    """A thread handing every event of ``events()`` to ``emit``, then None (the end of the stream)."""
 
     def work():
         try:
-            events = answer_stream(
-                question=question, conversation=conversation, cancel=cancel, asset=asset, context_text=context_text,
-                evidence_phase=evidence_phase,
-            )
-            for event in events:
+            for event in events():
                 emit(event)
         except AskRefused as exc:  # answer_stream checks the question and the context again
             emit({"type": "error", "code": exc.code, "detail": str(exc)})

@@ -7,7 +7,8 @@ The steps, each a small function:
    pin names, units count);
 2. only chunks of documents indexed now (a half-finished or deleted manual is never cited);
 3. reciprocal rank fusion of the two rankings;
-4. a question that names a manual ("on the ESP32-EVB …") puts that manual's passages first;
+4. a question that names a manual ("on the ESP32-EVB …") is searched in that manual only, by what
+   it asks of it (the name's own words leave the BM25 query), and its passages come first;
 5. coverage: the question is answered only when one of the first passages is close enough in
    meaning (NANOSENTRI_RETRIEVAL_MIN_SCORE) and every code or part number it names ("F21",
    "GPIO12") occurs somewhere in the library; otherwise nothing is cited;
@@ -72,9 +73,12 @@ def passages_retrieve(
     index = manual_index_fresh()
     terms = query_terms(question)
     query_vector = index.embedder.embed([question])[0]
-    candidates = _candidates(index, query_vector, terms, document_ids)
-    candidates = _only_indexed(candidates)
     named = _named_documents(terms) if not document_ids else set()
+    if named:  # "on the ESP32-EVB …": the page is looked for in that manual, by what is asked of it
+        candidates = _candidates(index, query_vector, _without_names(terms, named), named)
+    else:
+        candidates = _candidates(index, query_vector, terms, document_ids)
+    candidates = _only_indexed(candidates)
     named = named or (prefer or set())
     ranked = _fuse(candidates, named)
     result = Retrieval([], False, 0.0, query_vector, named, unknown_codes=_unknown_codes(index, question))
@@ -161,6 +165,15 @@ def _unknown_codes(index, question: str) -> list[str]:
         return []
     vocabulary = index.lexical_stats()
     return [written for term, written in codes.items() if not vocabulary.known(term)]
+
+
+def _without_names(terms: list[str], named: set[int]) -> list[str]:
+    """The question's BM25 terms without the words that name the manuals it names ("esp32evb", "evb"
+    and the pairs holding them): every page of the manual has them, they say which manual, not
+    which page. A question made only of the name keeps its terms."""
+    names = _document_names()
+    drop = set().union(*(names.get(d, set()) for d in named))
+    return [t for t in terms if not drop.intersection(t.split("_"))] or terms
 
 
 def _only_indexed(passages: list[Passage]) -> list[Passage]:
