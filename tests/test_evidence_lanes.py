@@ -66,6 +66,29 @@ def test_a_chat_waits_for_an_evidence_lane_with_its_question_already_embedded(te
     lanes.release()
 
 
+def test_the_past_incident_search_text_is_embedded_on_arrival_too(technician, monkeypatch, settings):
+    """The incident search embeds the question without device type keys; that text is embedded
+    ahead as well, so the chat's turn in its lane costs no embedding pass."""
+    from apps.assets.models import DeviceType
+
+    settings.NANOSENTRI_LLM_NARRATIVE = False
+    _index_manual()
+    DeviceType.objects.get_or_create(key="SMARTEVSE", defaults={"name": "SmartEVSE"})
+    lanes = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(services, "_EVIDENCE_LANES", lanes)
+    embedder = get_vector_index().embedder
+    embedded = []
+    real_embed = embedder.embed
+    monkeypatch.setattr(embedder, "embed", lambda texts, *a, **k: embedded.append(list(texts)) or real_embed(texts, *a, **k))
+
+    lanes.acquire()
+    events, done = _ask(technician, "What does ERROR HIGH TEMP mean on the SMARTEVSE?")
+    time.sleep(0.5)
+    assert embedded == [["What does ERROR HIGH TEMP mean on the SMARTEVSE?"], ["What does ERROR HIGH TEMP mean on the ?"]]
+    lanes.release()
+    assert done.wait(20) and events[-1]["type"] == "done"
+
+
 def test_a_refused_question_gives_its_lane_back_and_says_why(technician, monkeypatch):
     lanes = threading.BoundedSemaphore(1)
     monkeypatch.setattr(services, "_EVIDENCE_LANES", lanes)

@@ -18,6 +18,8 @@ class IncidentReads:
     similar: Callable[..., list[dict]]
     # (user, ids) -> the ids among ``ids`` whose incident page ``user`` may open
     visible_ids: Callable[[object, list[int]], set[int]]
+    # (question) -> the text ``similar`` embeds for it, so that it can be embedded ahead (a wave of chats)
+    search_text: Callable[[str], str] | None = None
 
 
 _incident_reads: IncidentReads | None = None

@@ -398,34 +398,45 @@ _EVIDENCE_LANES = threading.BoundedSemaphore(max(1, settings.NANOSENTRI_EVIDENCE
 def _question_embedded(question) -> None:
     """Embed the question the moment it arrives, before the chat waits for an evidence lane: the
     questions of a wave of chats are embedded together in one pass (``models.embedding``), and each
-    answer thread then finds its vector in its own memo."""
+    answer thread then finds its vectors in its own memo (the question's, and the incident search's)."""
     try:
         text = question_clean(question)
     except AskRefused:
         return  # refused below, with the reason
     from apps.knowledge.vector_index import get_vector_index
 
+    reads = incident_reads()
     try:
-        get_vector_index().embedder.embed([text])
-    except Exception:  # the retrieval reports it, in its place
+        embedder = get_vector_index().embedder
+        embedder.embed([text])
+        # ... and the text the past-incident search embeds (the question without device names).
+        incident_text = reads.search_text(text) if reads and reads.search_text else ""
+        if incident_text and incident_text != text:
+            embedder.embed([incident_text])
+    except Exception:  # the retrieval and the incident search report it, in their place
         log.debug("embedding ahead failed", exc_info=True)
 
 
 def _events_in_thread(events, *, emit, evidence_phase: contextlib.ExitStack | None) -> threading.Thread:
     """A thread handing every event of ``events()`` to ``emit``, then None (the end of the stream)."""
 
+    def evidence_over():  # the model may go on and the lane is free before the client hears why
+        if evidence_phase is not None:
+            evidence_phase.close()  # closing twice does nothing
+
     def work():
         try:
             for event in events():
                 emit(event)
-        except AskRefused as exc:  # answer_stream checks the question and the context again
+        except AskRefused as exc:  # the request, or answer_stream's second look at the question and context
+            evidence_over()
             emit({"type": "error", "code": exc.code, "detail": str(exc)})
         except Exception as exc:
             log.exception("answer pipeline failed")
+            evidence_over()
             emit({"type": "error", "code": "internal_error", "detail": f"{exc.__class__.__name__}: {exc}"})
         finally:
-            if evidence_phase is not None:
-                evidence_phase.close()
+            evidence_over()
             emit(None)  # end of stream
             close_old_connections()
 

@@ -17,4 +17,5 @@ class IncidentsConfig(AppConfig):
             visible_ids=lambda user, ids: set(
                 selectors.incidents_visible_to(user).filter(pk__in=ids).values_list("pk", flat=True)
             ),
+            search_text=lambda question: selectors.incident_search_text(question),
         ))

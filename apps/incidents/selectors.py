@@ -85,6 +85,12 @@ def incident_as_similar(incident, score: float) -> dict:
     }
 
 
+def incident_search_text(question: str) -> str:
+    """What ``incidents_similar`` embeds for ``question``: the question without device type keys
+    and asset ids (an incident is found by what happened, not by which unit it happened to)."""
+    return Identifiers().strip(question)
+
+
 def incidents_similar(
     question: str, *, asset=None, device_type: str | None = None, top_k: int = 3, min_score: float | None = None
 ) -> list[dict]:
