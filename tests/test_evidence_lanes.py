@@ -43,15 +43,21 @@ def _ask(user, question: str):
     return events, done
 
 
-def test_a_chat_waits_for_an_evidence_lane_with_its_question_already_embedded(technician, monkeypatch, settings):
-    settings.NANOSENTRI_LLM_NARRATIVE = False
-    _index_manual()
+def _one_lane_and_embeddings_seen(monkeypatch):
+    """One evidence lane, and the list of the texts the embedder is asked for, in order."""
     lanes = threading.BoundedSemaphore(1)
     monkeypatch.setattr(services, "_EVIDENCE_LANES", lanes)
     embedder = get_vector_index().embedder
     embedded = []
     real_embed = embedder.embed
     monkeypatch.setattr(embedder, "embed", lambda texts, *a, **k: embedded.append(list(texts)) or real_embed(texts, *a, **k))
+    return lanes, embedded
+
+
+def test_a_chat_waits_for_an_evidence_lane_with_its_question_already_embedded(technician, monkeypatch, settings):
+    settings.NANOSENTRI_LLM_NARRATIVE = False
+    _index_manual()
+    lanes, embedded = _one_lane_and_embeddings_seen(monkeypatch)
 
     lanes.acquire()  # another chat gathers its evidence
     events, done = _ask(technician, "What does ERROR HIGH TEMP mean?")
@@ -74,12 +80,7 @@ def test_the_past_incident_search_text_is_embedded_on_arrival_too(technician, mo
     settings.NANOSENTRI_LLM_NARRATIVE = False
     _index_manual()
     DeviceType.objects.get_or_create(key="SMARTEVSE", defaults={"name": "SmartEVSE"})
-    lanes = threading.BoundedSemaphore(1)
-    monkeypatch.setattr(services, "_EVIDENCE_LANES", lanes)
-    embedder = get_vector_index().embedder
-    embedded = []
-    real_embed = embedder.embed
-    monkeypatch.setattr(embedder, "embed", lambda texts, *a, **k: embedded.append(list(texts)) or real_embed(texts, *a, **k))
+    lanes, embedded = _one_lane_and_embeddings_seen(monkeypatch)
 
     lanes.acquire()
     events, done = _ask(technician, "What does ERROR HIGH TEMP mean on the SMARTEVSE?")
