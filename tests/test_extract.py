@@ -134,6 +134,35 @@ def test_a_how_do_i_question_gets_the_run_of_steps():
     assert [t[:2] for t in texts(items)] == ["1.", "2.", "3.", "4."]
 
 
+def test_a_short_list_of_remedies_comes_whole_whichever_item_matched():
+    manual = (
+        "Stringing or oozing\n"
+        "1.In the software, you can add retraction speed and distance to avoid this phenomenon.\n"
+        "2.Lower nozzle temperature (5-10 ℃).\n"
+        "3.Change other material may improve.\n"
+    )
+    # Only the third item says "change"; the remedies asked for are all three.
+    items = extract("Thin hairs between the parts of my print: what settings should I change?", manual)
+    assert [t[:2] for t in texts(items)] == ["1.", "2.", "3."]
+
+
+def test_from_a_long_numbered_list_a_question_that_asks_no_procedure_gets_the_item_and_its_neighbours():
+    notes = "\n".join(
+        f"{n}. {line}" for n, line in enumerate([
+            "Do not use the printer in any way other than described herein.",
+            "Do not place the printer near flammables or heat sources.",
+            "Do not expose the printer to violent vibration.",
+            "Use only the power cable supplied with the printer.",
+            "Do not touch the nozzle or hot bed during printing.",
+            "Use isopropyl alcohol to clean the print surface before every print.",
+            "Children under 10 years of age should not use the printer without supervision.",
+        ], start=1)
+    )
+    shown = texts(extract("What should I wipe the print surface with?", notes))
+    assert shown[0].startswith("6.") and "isopropyl alcohol" in shown[0]
+    assert not any(t.startswith(("1.", "2.", "3.")) for t in shown)
+
+
 def test_a_what_does_it_mean_question_gets_the_defining_line_and_the_sentence_after_it():
     items = extract("What does ERROR HIGH TEMP mean and when does charging resume?", SMARTEVSE_ERRORS)
     assert texts(items) == [HIGH_TEMP, RESUMES]

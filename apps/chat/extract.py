@@ -509,6 +509,7 @@ FURNITURE_CHARS = 60  # a running header or footer is one short line
 TITLE_CHARS = 100  # a title or FAQ question shown above its lines is short; a longer one is left out
 FIRST_PASSAGES = 2  # each of the first cited passages may show its best unit, even with no new term …
 NEW_PAGE_SHARE = 0.2  # … if it scores at least this share of the best unit
+SHORT_LIST_STEPS = 4  # a numbered list this short comes whole with any of its items
 MIN_CUT_CHARS = 60  # a unit is cut with "…" to fit the budget only if this much of it still fits
 
 
@@ -635,8 +636,12 @@ def _completed(s: Scored, scored: list[Scored], q: Question, max_items: int) -> 
     at = passage.index(s)
     if s.context and s.hits <= s.context:
         return _titled(_section(passage, at))
-    if q.steps and s.unit.step:
-        return _step_run(passage, at, max_items)
+    if s.unit.step:
+        run = _step_run(passage, at, max_items)
+        # A short numbered list (a fault's remedies) is one answer; from a long one (safety notes) a
+        # question that asks no procedure wants the item and its neighbours.
+        if q.steps or len([u for u in run if u.unit.step]) <= SHORT_LIST_STEPS:
+            return run
     return _titled(_around(passage, at))
 
 
