@@ -15,10 +15,14 @@ progress calls:
 * **small**: the same on a generated 50-page PDF (``--small``), the baseline the big file is held
   against: bounded memory means the 1,000-page peak grows about as much as a small file's;
 * **one window**: the whole document as one window (``window_pages = pages``), i.e. parse all,
-  embed all, write all, as the worker did before issue 9.
+  embed all, write all, as the worker did before issue 9. Since issue 10 a window is what was read
+  by the time the embedder is free, so this arm lets the reader run up to the whole document ahead
+  and embeds whatever it has read, at most all of it at once.
 
 The figure that matters is the growth of RSS during the ingest (peak − before), as a ratio to the
-small file's growth in the same run.
+small file's growth in the same run. The pages are read as NANOSENTRI_INGEST_READER says; with
+``process`` (the default) the reading's own memory is the reader process's, not in these figures
+(``NANOSENTRI_INGEST_READER=thread`` puts it back in).
 """
 from __future__ import annotations
 
@@ -120,6 +124,7 @@ def child(pdf: str, window: int, store_dir: str) -> None:
         Path(pdf), document_id=1, file_name="generated-service-manual.pdf", index=index, embedder=embedder,
         chunk_tokens=settings.NANOSENTRI_CHUNK_TOKENS, chunk_overlap=settings.NANOSENTRI_CHUNK_OVERLAP,
         batch_size=settings.NANOSENTRI_EMBEDDING_BATCH, progress=progress, ocr_engine=None, window_pages=window,
+        page_reader=settings.NANOSENTRI_INGEST_READER,
     )
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -80,11 +80,31 @@ def chunk_pages(
     heading: str = "",
 ) -> list[Chunk]:
     """Chunks of ``pages`` numbered from ``first_index``; ``heading`` is the one in force before
-    the first page (the last chunk's heading of the previous window, when pages come in windows).
+    the first page.
 
     A page that fits is one chunk. A longer page is split by sentences with ``overlap`` tokens
     repeated between chunks, except its tables (``ingest.tables``): a table is split only between
     rows, and every part of it after the first starts with the table's header again.
+    """
+    return chunk_window(pages, tokenize=tokenize, chunk_tokens=chunk_tokens, overlap=overlap,
+                        first_index=first_index, heading=heading)[0]
+
+
+def chunk_window(
+    pages: list[Page],
+    *,
+    tokenize: Callable[[str], list],
+    chunk_tokens: int = 200,
+    overlap: int = 40,
+    first_index: int = 0,
+    heading: str = "",
+) -> tuple[list[Chunk], str]:
+    """``chunk_pages`` for pages that come in windows: the chunks, and the heading in force after
+    the last page, to pass as ``heading`` with the next window.
+
+    A chunk never spans pages, so where the windows are cut changes no chunk, provided the
+    heading carries over exactly: the last chunk's heading would not do, since a heading on a
+    page whose every piece is dropped (a table of contents) still names the chunks after it.
     """
     from llama_index.core.node_parser import SentenceSplitter
 
@@ -115,7 +135,7 @@ def chunk_pages(
             if not is_contents(piece.text, numbered_only=piece.table):
                 chunks.append(Chunk(page=page.number, index=first_index + len(chunks), text=piece.text,
                                     heading=heading, source=getattr(page, "source", "text")))
-    return chunks
+    return chunks, heading
 
 
 @dataclass

@@ -1,9 +1,16 @@
 """The whole ingest of one document: read → chunk → embed → index, a window of pages at a time.
 
-Pages are read one by one (``DocumentReader``) and indexed in windows of ``window_pages``, so a
-1,000-page manual costs the memory of two windows, progress moves page by page, and a cancel is
-seen between pages. The pages are read in a thread of their own, up to a window ahead of the
-embedder (``ingest.read_ahead``), so parsing and OCR run while the previous window is embedded.
+Pages are read one by one (``DocumentReader``) and indexed in windows of at most ``window_pages``,
+so a 1,000-page manual costs the memory of two windows, progress moves page by page, and a cancel
+is seen between pages. The pages are read up to a window ahead of the embedder, in a process of
+their own (``ingest.reader_process``, the default) or a thread (``ingest.read_ahead``), so parsing
+and OCR run while the previous window is embedded.
+
+A window is what was read by the time the embedder is free: every page already there (at least
+one, at most ``window_pages``). Waiting for a full window would keep the embedder idle while the
+first pages are parsed, and most manuals have fewer pages than a window, so nearly all their parse
+time would come before any embedding. A chunk never spans pages and the heading carries over
+(``chunk_window``), so where windows are cut changes no chunk.
 
 Idempotent per document: the document's old entries are removed before the first window is
 written, and node ids are derived from (document id, chunk index), so a retried or re-run ingest
@@ -16,15 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from ingest.chunk import chunk_pages
+from ingest.chunk import chunk_window
 from ingest.embed import embed_in_batches, release_freed_memory
 from ingest.index import SearchIndex, chunk_entries
-from ingest.parse import DocumentReader, Page, PageSink, ParseError
+from ingest.parse import PDF_EXTENSIONS, DocumentReader, Page, PageSink, ParseError
 from ingest.read_ahead import OcrStarts, PagesAhead
+from ingest.reader_process import PagesInProcess
 
 
 CONTEXT_TOKENS = 56  # two lines of at most ingest.index.MAX_TITLE_CHARS characters
 WINDOW_PAGES = 16
+PAGE_READERS = ("process", "thread")  # where the pages are read (NANOSENTRI_INGEST_READER)
 
 
 class Progress(Protocol):
@@ -58,14 +67,12 @@ def ingest_file(
     ocr_engine: str | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     window_pages: int = WINDOW_PAGES,
+    page_reader: str = "process",
 ) -> IngestResult:
+    if page_reader not in PAGE_READERS:
+        raise ValueError(f"page_reader must be one of {', '.join(PAGE_READERS)}, not {page_reader!r}")
     progress("parsing", pages_done=0, pages_total=0, chunks_done=0, chunks_total=0)
     state = {"pages_done": 0, "chunks": 0}
-
-    def read(note_ocr: Callable[[int], None]):
-        # Runs in the reader thread: OCR notes go through the queue, in order with the pages.
-        reader.sink = PageSink(on_ocr=note_ocr)
-        return reader.pages()
 
     reader = DocumentReader(path, file_name, ocr_engine=ocr_engine)
     pages_total = reader.page_count
@@ -78,14 +85,13 @@ def ingest_file(
 
     def index_window(window: list[Page]) -> None:
         nonlocal heading
-        chunks = chunk_pages(window, tokenize=embedder.tokenize, chunk_tokens=chunk_tokens, overlap=chunk_overlap,
-                             first_index=state["chunks"], heading=heading)
+        chunks, heading = chunk_window(window, tokenize=embedder.tokenize, chunk_tokens=chunk_tokens,
+                                       overlap=chunk_overlap, first_index=state["chunks"], heading=heading)
         if chunks:
-            heading = chunks[-1].heading
             # What is embedded carries the manual's title and the section heading; what is shown stays the page's.
             entries = chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=reader.title)
             vectors = embed_in_batches([e.embed_text for e in entries], embedder, batch_size=batch_size)
-            index.add_entries(entries, vectors)
+            index.add_entries(entries, vectors, replace=False)  # the document's entries were removed first
             state["chunks"] += len(chunks)
             del entries, vectors
             release_freed_memory()
@@ -96,16 +102,19 @@ def ingest_file(
     index.delete_document(document_id)
     try:
         window: list[Page] = []
-        with PagesAhead(read, ahead=window_pages) as pages:
+        with _pages_ahead(reader, page_reader, ahead=window_pages) as pages:
             for item in pages:
                 if cancelled():
                     raise IngestCancelled()
                 if isinstance(item, OcrStarts):
+                    if window and not pages.ready():  # the OCR takes seconds: embed what came before it
+                        index_window(window)
+                        window = []
                     progress("ocr", pages_done=item.page - 1, pages_total=pages_total,
                              chunks_done=state["chunks"], chunks_total=state["chunks"])
                     continue
                 window.append(item)
-                if len(window) >= window_pages:
+                if len(window) >= window_pages or not pages.ready():
                     index_window(window)
                     window = []
         if window:
@@ -117,3 +126,17 @@ def ingest_file(
         raise
     return IngestResult(page_count=pages_total, chunk_count=state["chunks"], empty_pages=reader.empty_pages,
                         title=reader.title, page_sources=reader.page_sources)
+
+
+def _pages_ahead(reader: DocumentReader, page_reader: str, *, ahead: int) -> PagesInProcess | PagesAhead:
+    """The pages of ``reader``, read ahead in a reader process or a thread. A text file is read
+    whole on opening: its pages are already in memory, there is no parse left to hide."""
+    if page_reader == "process" and reader.suffix in PDF_EXTENSIONS:
+        return PagesInProcess(reader, ahead=ahead)
+
+    def read(note_ocr: Callable[[int], None]):
+        # Runs in the reader thread: OCR notes go through the queue, in order with the pages.
+        reader.sink = PageSink(on_ocr=note_ocr)
+        return reader.pages()
+
+    return PagesAhead(read, ahead=ahead)

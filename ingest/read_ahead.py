@@ -9,6 +9,9 @@ What the reader reports is kept in order with the pages: an "OCR of page n start
 before page n. An exception in the reader (a corrupt page, a missing OCR engine) is raised in the
 caller at the point where the page would have come. Closing (also on error or cancel) stops the
 reader at its next page and waits for it, so the file is never read after the ingest ended.
+
+pypdf is pure Python, so this thread and the caller take turns on the GIL; ``ingest.reader_process``
+keeps the same contract with the pages read in a process of its own (the worker's default).
 """
 from __future__ import annotations
 
@@ -61,6 +64,10 @@ class PagesAhead:
         self._stop.set()
         if self._started:
             self._thread.join()
+
+    def ready(self) -> bool:
+        """Whether the next item (or the end) is there, so taking it does not wait for the reader."""
+        return not self._items.empty()
 
     def __iter__(self) -> Iterator[Page | OcrStarts]:
         while True:

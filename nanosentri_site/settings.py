@@ -324,9 +324,14 @@ NANOSENTRI_CHUNK_OVERLAP = envint("NANOSENTRI_CHUNK_OVERLAP", 40)
 # are read by OCR in the worker: "tesseract" (Debian's tesseract-ocr, installed by
 # scripts/install.sh) or "rapidocr"; "off" leaves them out. Figures: docs/benchmarks.md.
 NANOSENTRI_OCR = os.environ.get("NANOSENTRI_OCR", "tesseract").strip().lower()
-# The worker reads, embeds and writes this many pages at a time: memory stays flat on a
-# 1,000-page manual and a cancel is seen within one window.
+# The worker embeds and writes at most this many pages at a time (the pages read by the time the
+# embedder is free), and reads at most this many ahead: memory stays flat on a 1,000-page manual
+# and a cancel is seen within one window.
 NANOSENTRI_INGEST_WINDOW_PAGES = envint("NANOSENTRI_INGEST_WINDOW_PAGES", 16)
+# Where the worker reads a PDF's pages, ahead of the embedder (ingest/pipeline.py): "process", a
+# reader process kept per worker process, so parsing (pure Python, pypdf) runs on another core
+# beside the embedding; "thread", a thread of the worker, which shares the GIL with it.
+NANOSENTRI_INGEST_READER = envchoice("NANOSENTRI_INGEST_READER", "process", ("process", "thread"))
 NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
 NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.32)
 # With live findings and no manual linked to the asset, only strong matches are cited.

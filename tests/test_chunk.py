@@ -125,7 +125,7 @@ def test_minilm_never_truncates_a_smartevse_chunk(settings, smartevse):
         def delete_document(self, document_id):
             pass
 
-        def add_entries(self, entries, embeddings):
+        def add_entries(self, entries, embeddings, *, replace=True):
             Recorder.entries = entries
 
     class TokenizeOnly:

@@ -9,6 +9,7 @@ from apps.knowledge.models import Document
 from apps.knowledge.services import document_ingest
 from apps.knowledge.vector_index import get_vector_index
 from ingest.index import LocalGeneration, SearchIndex, build_vector_store
+from ingest.parse import Page
 from ingest.pipeline import IngestCancelled, ingest_file
 from models.embedding import get_embedder
 from tests.factories import make_pdf, stored_node_ids
@@ -46,7 +47,7 @@ def _add(tmp_path: Path, name: str, data: bytes) -> Document:
     return document
 
 
-def test_pages_are_indexed_a_window_at_a_time_with_per_page_progress(db, tmp_path, settings, broadcasts):
+def test_pages_are_indexed_at_most_a_window_at_a_time_with_per_page_progress(db, tmp_path, settings, broadcasts):
     settings.NANOSENTRI_INGEST_WINDOW_PAGES = 4
     document = _add(tmp_path, "relays.pdf", make_pdf(_pages(10)))
 
@@ -56,7 +57,8 @@ def test_pages_are_indexed_a_window_at_a_time_with_per_page_progress(db, tmp_pat
     assert document.status == Document.Status.INDEXED
     assert document.page_count == document.pages_done == 10
     embedding = [p["pages_done"] for p in broadcasts if p["status"] == "embedding"]
-    assert embedding == [4, 8, 10]  # one step per window, by page
+    # One step per window, by page: the pages read by the time the embedder was free, at most 4.
+    assert embedding[-1] == 10 and all(0 < b - a <= 4 for a, b in zip([0] + embedding, embedding)), embedding
     assert [p["percent"] for p in broadcasts if p["status"] == "embedding"] == sorted(
         p["percent"] for p in broadcasts if p["status"] == "embedding"
     )
@@ -77,6 +79,101 @@ def test_a_heading_carries_across_windows(tmp_path):
     assert hits[0].metadata["heading"] == "3. Relay outputs"
 
 
+def test_windows_are_written_without_a_delete_each_and_a_rerun_leaves_no_duplicates(tmp_path):
+    """The document's entries are removed once, before its first window; removing each window's ids
+    again before writing them cost a third of the write time (docs/benchmarks.md)."""
+    path = tmp_path / "ten.pdf"
+    path.write_bytes(make_pdf(_pages(10)))
+    index = SearchIndex(build_vector_store("chroma", path=tmp_path / "chroma", collection="windows-writes"),
+                        get_embedder(), generation=LocalGeneration())
+    deletes: list = []
+    store_delete = type(index.store).delete_nodes
+
+    def counted(store, *args, **kwargs):
+        deletes.append(kwargs)
+        return store_delete(store, *args, **kwargs)
+
+    with mock.patch.object(type(index.store), "delete_nodes", counted):
+        for _ in range(2):  # a re-index of the same document
+            result = ingest_file(path, document_id=3, file_name="ten.pdf", index=index, embedder=index.embedder,
+                                 chunk_tokens=200, chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None,
+                                 window_pages=2)
+    assert deletes == []
+    assert sorted(stored_node_ids(index, 3)) == sorted(f"doc3-chunk{i}" for i in range(result.chunk_count))
+
+
+def test_a_contents_page_heading_carries_over_wherever_the_windows_are_cut():
+    from ingest.chunk import chunk_pages, chunk_window
+
+    tokenize = get_embedder().tokenize
+    pages = [Page(1, "3. Relay outputs\nThe relays are rated for mains voltage."),
+             Page(2, "Safety Instructions\n1 Introduction ........ 3\n2 Setup ........ 5\n3 Wiring ........ 7"),
+             Page(3, "Relay K1 drives the pump contactor coil.")]
+    whole = chunk_pages(pages, tokenize=tokenize)
+    assert [(c.page, c.heading) for c in whole] == [(1, "3. Relay outputs"), (3, "Safety Instructions")]
+    for cut in ([1, 1, 1], [2, 1], [1, 2]):  # the contents page is dropped, its heading is not
+        chunks, heading, start = [], "", 0
+        for size in cut:
+            window, heading = chunk_window(pages[start:start + size], tokenize=tokenize, first_index=len(chunks),
+                                           heading=heading)
+            chunks += window
+            start += size
+        assert chunks == whole, cut
+
+
+@pytest.mark.parametrize("reader", ["process", "thread"])
+def test_the_first_page_is_embedded_while_the_next_is_still_read(tmp_path, reader):
+    """The embedder does not wait for a whole window: page 1 goes while page 2 is OCR'd (~0.3 s)."""
+    from ingest.ocr import ocr_available
+
+    assert ocr_available("tesseract"), "tesseract is not installed: run scripts/install.sh"
+    pages = _pages(3)
+    pages[1] = None  # no text layer: read by OCR
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(make_pdf(pages))
+    embedder = get_embedder()
+    calls, steps = [], []
+
+    class Recording:
+        name, dimension, max_tokens = embedder.name, embedder.dimension, embedder.max_tokens
+        tokenize = staticmethod(embedder.tokenize)
+
+        def embed(self, texts, batch_size=64):
+            calls.append([t.split("\n")[1] for t in texts])  # the chunk's first line, after the title
+            return embedder.embed(texts, batch_size=batch_size)
+
+    index = SearchIndex(build_vector_store("memory", collection=f"first-page-{reader}"), embedder,
+                        generation=LocalGeneration())
+    result = ingest_file(path, document_id=1, file_name="scan.pdf", index=index, embedder=Recording(),
+                         chunk_tokens=200, chunk_overlap=20, batch_size=8, window_pages=16, ocr_engine="tesseract",
+                         progress=lambda stage, **k: steps.append((stage, k["pages_done"])), page_reader=reader)
+
+    assert calls == [["Section 1 Relay board 1"], ["Section 3 Relay board 3"]]
+    assert steps.index(("embedding", 1)) < steps.index(("ocr", 1))  # page 1 is in before the OCR of page 2
+    assert result.empty_pages == [2] and result.chunk_count == 2
+
+
+@pytest.mark.parametrize("reader", ["process", "thread"])
+def test_the_worker_reads_the_pages_where_the_setting_says(db, tmp_path, settings, reader):
+    from ingest import pipeline
+
+    settings.NANOSENTRI_INGEST_READER = reader
+    document = _add(tmp_path, "relays.pdf", make_pdf(_pages(3)))
+    with mock.patch("ingest.pipeline.ingest_file", wraps=pipeline.ingest_file) as ingest:
+        document_ingest(document_id=document.pk)
+    assert ingest.call_args.kwargs["page_reader"] == reader
+    document.refresh_from_db()
+    assert document.status == Document.Status.INDEXED and document.chunk_count == 3
+
+
+def test_an_unknown_page_reader_is_refused(tmp_path):
+    path = tmp_path / "p.pdf"
+    path.write_bytes(make_pdf(_pages(1)))
+    with pytest.raises(ValueError, match="page_reader must be one of process, thread, not 'fork'"):
+        ingest_file(path, document_id=1, file_name="p.pdf", index=None, embedder=None, chunk_tokens=200,
+                    chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, page_reader="fork")
+
+
 def test_cancel_stops_between_windows_and_leaves_nothing_indexed(db, tmp_path, settings, broadcasts):
     settings.NANOSENTRI_INGEST_WINDOW_PAGES = 2
     document = _add(tmp_path, "long.pdf", make_pdf(_pages(12)))
@@ -84,8 +181,8 @@ def test_cancel_stops_between_windows_and_leaves_nothing_indexed(db, tmp_path, s
     real_add = index.add_entries
     written = []
 
-    def add_then_cancel(entries, vectors):
-        real_add(entries, vectors)
+    def add_then_cancel(entries, vectors, **kwargs):
+        real_add(entries, vectors, **kwargs)
         written.append(len(entries))
         if len(written) == 2:  # the admin presses Cancel while page 4 is being embedded
             services.document_cancel(document=Document.objects.get(pk=document.pk))

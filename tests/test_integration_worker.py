@@ -44,7 +44,7 @@ def shared_dirs(real_stack):
 
 
 class Worker:
-    def __init__(self, chroma_dir: Path, log_path: Path, extra_env: dict | None = None):
+    def __init__(self, chroma_dir: Path, log_path: Path, extra_env: dict | None = None, pool: str = "solo"):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "nanosentri_site.settings",
@@ -59,8 +59,8 @@ class Worker:
         env["NANOSENTRI_CHROMA_DIR"] = str(chroma_dir)
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nanosentri_site", "worker", "--pool", "solo", "-l", "INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            [sys.executable, "-m", "celery", "-A", "nanosentri_site", "worker", "--pool", pool, "--concurrency", "1",
+             "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
 
@@ -83,8 +83,8 @@ class Worker:
 def worker_factory(shared_dirs, tmp_path):
     workers = []
 
-    def start(**extra_env):
-        w = Worker(shared_dirs.CHROMA_DIR, tmp_path / "worker.log", extra_env)
+    def start(pool="solo", **extra_env):
+        w = Worker(shared_dirs.CHROMA_DIR, tmp_path / "worker.log", extra_env, pool)
         workers.append(w)
         return w
 
@@ -130,6 +130,43 @@ def test_upload_is_ingested_by_a_real_worker_and_cited_by_the_web_process(client
     assert doc.page_count == 2 and doc.chunk_count > 0
 
     _cited_then_deleted(client, doc, smartevse.name)
+
+
+def _reader_processes(worker_pid: int) -> list[int]:
+    """The page reader processes (ingest/reader_process.py) of the worker's pool processes."""
+    def parent(pid: int) -> int:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1])
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"ingest.reader_process" in (entry / "cmdline").read_bytes():
+                if parent(parent(int(entry.name))) == worker_pid:
+                    found.append(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+            continue
+    return sorted(found)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker's processes in /proc")
+def test_a_prefork_worker_reads_the_pages_in_one_kept_reader_process(client, admin_user, quick_start, smartevse,
+                                                                     worker_factory):
+    """docker-compose's worker: a prefork pool, whose pool process (a daemonic billiard process) starts the
+    page reader process (OCR included) and keeps it for the next document."""
+    worker = worker_factory(pool="prefork")
+    client.force_login(admin_user)
+    first = _wait_status(_upload(client, quick_start).pk, {"indexed", "failed"})
+    assert first.status == "indexed", first.error
+    assert first.page_sources.get("ocr") == [10, 11] and first.empty_pages == []
+    readers = _reader_processes(worker.proc.pid)
+    assert len(readers) == 1
+
+    second = _wait_status(_upload(client, smartevse).pk, {"indexed", "failed"})
+    assert second.status == "indexed", second.error
+    assert second.page_count == 2 and second.chunk_count > 0
+    assert _reader_processes(worker.proc.pid) == readers
+    assert _vector_count(first.pk) == first.chunk_count and _vector_count(second.pk) == second.chunk_count
 
 
 def _lexical_documents(question: str) -> set[str]:

@@ -1,4 +1,5 @@
 """Pages are read in a thread ahead of the embedder (ingest/read_ahead.py)."""
+import re
 import time
 
 import pytest
@@ -66,7 +67,7 @@ def test_closing_stops_the_reader_and_waits_for_it():
 
 
 def test_ingest_reads_the_next_window_while_it_embeds_the_first(tmp_path):
-    """Parsing overlaps embedding: when window 1 is embedded, pages of window 2 are read meanwhile."""
+    """Parsing overlaps embedding: while window 1 is embedded, the reader thread reads a window ahead."""
     path = tmp_path / "ten.pdf"
     path.write_bytes(make_pdf([
         f"Section {n} Relay board {n}\nRelay K{n} switches the pump {n} contactor. "
@@ -85,6 +86,7 @@ def test_ingest_reads_the_next_window_while_it_embeds_the_first(tmp_path):
         return page
 
     read_during_embedding: list[int] = []
+    first_window: list[int] = []
 
     class WatchingEmbedder:
         name, dimension, max_tokens = embedder.name, embedder.dimension, embedder.max_tokens
@@ -92,8 +94,10 @@ def test_ingest_reads_the_next_window_while_it_embeds_the_first(tmp_path):
 
         def embed(self, texts, batch_size=64):
             if not read_during_embedding:
+                # The pages read by the time the embedder was free, one chunk each.
+                first_window.extend(int(re.search(r"Relay board (\d+)", t).group(1)) for t in texts)
                 deadline = time.monotonic() + 10
-                while max(read_pages) < 8 and time.monotonic() < deadline:
+                while max(read_pages) < max(first_window) + 4 and time.monotonic() < deadline:
                     time.sleep(0.01)  # the reader thread goes on while the first window is embedded
                 time.sleep(0.2)
                 read_during_embedding.append(max(read_pages))
@@ -103,9 +107,11 @@ def test_ingest_reads_the_next_window_while_it_embeds_the_first(tmp_path):
     try:
         result = ingest_file(path, document_id=1, file_name="ten.pdf", index=index, embedder=WatchingEmbedder(),
                              chunk_tokens=200, chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None,
-                             window_pages=4)
+                             window_pages=4, page_reader="thread")
     finally:
         parse.DocumentReader._read_pdf_page = real_read
     assert result.page_count == 10 and result.chunk_count >= 3
-    # The whole second window waits in the queue (one more page may be in the reader's hand), no more.
-    assert 8 <= read_during_embedding[0] <= 9
+    assert first_window == list(range(1, len(first_window) + 1)) and len(first_window) <= 4
+    # A whole window waits in the queue (one more page may be in the reader's hand), no more.
+    last = first_window[-1]
+    assert last + 4 <= read_during_embedding[0] <= last + 5
