@@ -46,6 +46,25 @@ def _daphne_without_form_parsing() -> None:
 _daphne_without_form_parsing()
 
 
+def _one_openmp_runtime_for_the_model() -> None:
+    """llama.cpp and torch both run on GNU OpenMP and both ask for ``libgomp.so.1``: whichever is
+    loaded first serves the process. torch's wheel carries its own, older copy, so when torch came
+    first (it did: the line below imports it) the local model ran on that copy, while llama.cpp on
+    its own (and the bench's raw arm) runs on the system's. Load the model's library first, so the
+    web process runs llama.cpp exactly as llama.cpp alone does; torch works with either."""
+    from django.conf import settings
+
+    if settings.NANOSENTRI_LLM_BACKEND != "llamacpp":
+        return
+    try:
+        import llama_cpp  # noqa: F401  (loads libllama, libggml and the libgomp they were built with)
+    except ImportError:  # reported when the model is first asked for
+        return
+
+
+_one_openmp_runtime_for_the_model()
+
+
 def _torch_leaves_the_cores_to_the_model() -> None:
     """The web process embeds one short question at a time, where a second OpenMP thread saves
     nothing and costs much when the cores are busy: with the local model in the same process,
