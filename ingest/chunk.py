@@ -70,24 +70,9 @@ def page_headings(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def chunk_pages(
-    pages: list[Page],
-    *,
-    tokenize: Callable[[str], list],
-    chunk_tokens: int = 200,
-    overlap: int = 40,
-    first_index: int = 0,
-    heading: str = "",
-) -> list[Chunk]:
-    """Chunks of ``pages`` numbered from ``first_index``; ``heading`` is the one in force before
-    the first page.
-
-    A page that fits is one chunk. A longer page is split by sentences with ``overlap`` tokens
-    repeated between chunks, except its tables (``ingest.tables``): a table is split only between
-    rows, and every part of it after the first starts with the table's header again.
-    """
-    return chunk_window(pages, tokenize=tokenize, chunk_tokens=chunk_tokens, overlap=overlap,
-                        first_index=first_index, heading=heading)[0]
+def chunk_pages(pages: list[Page], **options) -> list[Chunk]:
+    """The chunks of ``pages`` alone (``chunk_window``'s options), for pages that come at once."""
+    return chunk_window(pages, **options)[0]
 
 
 def chunk_window(
@@ -99,8 +84,12 @@ def chunk_window(
     first_index: int = 0,
     heading: str = "",
 ) -> tuple[list[Chunk], str]:
-    """``chunk_pages`` for pages that come in windows: the chunks, and the heading in force after
-    the last page, to pass as ``heading`` with the next window.
+    """Chunks of ``pages`` numbered from ``first_index``, and the heading in force after the last
+    page, to pass as ``heading`` (the one in force before the first page) with the next window.
+
+    A page that fits is one chunk. A longer page is split by sentences with ``overlap`` tokens
+    repeated between chunks, except its tables (``ingest.tables``): a table is split only between
+    rows, and every part of it after the first starts with the table's header again.
 
     A chunk never spans pages, so where the windows are cut changes no chunk, provided the
     heading carries over exactly: the last chunk's heading would not do, since a heading on a
