@@ -113,17 +113,19 @@ def test_two_real_model_server_processes_answer_two_chats_at_once(tmp_path):
                 time.sleep(0.5)
         model = OpenAICompatibleLanguageModel(base_url=",".join(urls), model="default", api_key="",
                                               context_window=2048, timeout=60)
-        started: dict[int, float] = {}
-        finished: dict[int, float] = {}
         texts: dict[int, str] = {}
+        # Each chat, once its first piece has come, waits for the other's first piece before it
+        # reads on. Two answers at once pass; answers one after the other break the barrier (the
+        # second would start only when the first, held here, had finished).
+        both_streaming = threading.Barrier(2, timeout=90)
 
         def chat(n: int):
             pieces = []
             for piece in model.stream_chat([ChatMessage("user", f"Name {n + 2} colours of a pump housing.")],
                                            max_tokens=48, temperature=0, should_stop=lambda: False):
-                started.setdefault(n, time.monotonic())
+                if not pieces:
+                    both_streaming.wait()
                 pieces.append(piece)
-            finished[n] = time.monotonic()
             texts[n] = "".join(pieces)
 
         threads = [threading.Thread(target=chat, args=(n,)) for n in range(2)]
@@ -131,9 +133,8 @@ def test_two_real_model_server_processes_answer_two_chats_at_once(tmp_path):
             t.start()
         for t in threads:
             t.join(120)
+        assert not both_streaming.broken, "the second answer did not stream while the first was open"
         assert all(texts.get(n, "").strip() for n in range(2))
-        # Both streamed at once: each started before the other finished.
-        assert started[0] < finished[1] and started[1] < finished[0]
     finally:
         for server in servers:
             server.terminate()
