@@ -23,10 +23,12 @@ import numpy as np
 
 from ingest.chunk import Chunk
 from ingest.lexical import BM25, analyze
+from ingest.snippets import best_cosine, pack, snippets, unpack
 
 log = logging.getLogger(__name__)
 
 TERMS_KEY = "lexical_terms"
+SNIPPETS_KEY = "snippet_vectors"  # the chunk's snippets' vectors (ingest.snippets.pack)
 MAX_TITLE_CHARS = 90  # title and heading each; ingest.pipeline.CONTEXT_TOKENS leaves room for both
 _READ_BATCH = 2000
 
@@ -68,6 +70,8 @@ class Entry:
     embed_text: str = ""  # defaults to text
     group: str = ""  # entries deleted together (a document's chunks)
     lexical_text: str = ""  # defaults to embed_text
+    snippets: list[str] = field(default_factory=list)  # embedded each on its own (ingest.snippets)
+    snippet_vectors: list | None = None  # their vectors, once embedded (embed_entries)
 
     def __post_init__(self):
         self.embed_text = self.embed_text or self.text
@@ -115,6 +119,7 @@ class _Lexical:
     texts: list[str]
     vectors: np.ndarray  # one unit-length row per entry
     bm25: BM25
+    snippets: list = field(default_factory=list)  # per entry: its snippets' unit vectors, or None
     position: dict[str, int] = field(default_factory=dict)
 
 
@@ -122,8 +127,13 @@ def node_id(document_id: int, chunk_index: int) -> str:
     return f"doc{document_id}-chunk{chunk_index}"
 
 
-def chunk_entries(*, document_id: int, file_name: str, chunks: list[Chunk], title: str = "") -> list[Entry]:
-    """A document's chunks as entries: embedded and indexed with the title and section heading."""
+def chunk_entries(
+    *, document_id: int, file_name: str, chunks: list[Chunk], title: str = "", snippet_sentences: int = 0
+) -> list[Entry]:
+    """A document's chunks as entries: embedded and indexed with the title and section heading.
+
+    ``snippet_sentences``: also embed every run of that many consecutive sentences of each chunk,
+    with the same title and heading (``ingest.snippets``); 0 for none."""
     title = (title or Path(file_name).stem.replace("_", " "))[:MAX_TITLE_CHARS]
     entries = []
     for chunk in chunks:
@@ -136,6 +146,7 @@ def chunk_entries(*, document_id: int, file_name: str, chunks: list[Chunk], titl
                 # The heading helps the vector; in BM25 a carried-over heading matches questions
                 # about the previous section (3 vs 4 covered questions refused on the library set).
                 lexical_text=f"{title}\n{chunk.text}",
+                snippets=[f"{context}\n{snippet}" for snippet in snippets(chunk.text, snippet_sentences)],
                 group=str(document_id),
                 metadata={
                     "document_id": str(document_id),
@@ -150,6 +161,18 @@ def chunk_entries(*, document_id: int, file_name: str, chunks: list[Chunk], titl
             )
         )
     return entries
+
+
+def embed_entries(entries: list[Entry], embed) -> list[list[float]]:
+    """The entries' vectors, made with their snippets' in one pass of ``embed`` (a function of a
+    list of texts); each entry keeps its snippets' vectors in ``snippet_vectors``."""
+    texts = [e.embed_text for e in entries] + [s for e in entries for s in e.snippets]
+    vectors = embed(texts)
+    start = len(entries)
+    for entry in entries:
+        entry.snippet_vectors = vectors[start:start + len(entry.snippets)]
+        start += len(entry.snippets)
+    return list(vectors[:len(entries)])
 
 
 class SearchIndex:
@@ -212,6 +235,8 @@ class SearchIndex:
         nodes = []
         for entry, embedding in zip(entries, embeddings, strict=True):
             metadata = {**entry.metadata, TERMS_KEY: " ".join(analyze(entry.lexical_text))}
+            if entry.snippet_vectors is not None and len(entry.snippet_vectors):
+                metadata[SNIPPETS_KEY] = pack(entry.snippet_vectors)
             relationships = {}
             if entry.group:
                 relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=entry.group)
@@ -295,7 +320,6 @@ class SearchIndex:
             ids, result["documents"][0], result["metadatas"][0], distances, strict=True
         ):
             metadata = _public(dict(metadata or {}))
-            metadata.pop(TERMS_KEY, None)
             hits.append(Hit(entry_id, metadata, text or "", 1.0 - float(distance)))
         return hits
 
@@ -330,7 +354,6 @@ class SearchIndex:
         embeddings = got.get("embeddings") if query is not None else None
         for i, entry_id in enumerate(got["ids"]):
             metadata = dict(got["metadatas"][i] or {})
-            metadata.pop(TERMS_KEY, None)
             score = 0.0
             if embeddings is not None:
                 vector = np.asarray(embeddings[i], dtype=np.float32)
@@ -350,6 +373,24 @@ class SearchIndex:
             i: Hit(i, lexical.metadatas[row], lexical.texts[row], score)
             for i, row, score in zip(ids, rows, scores, strict=True)
         }
+
+    def snippet_cosines(self, ids: list[str], query_vector: list[float]) -> dict[str, float]:
+        """{id: the best cosine of ``query_vector`` with the entry's snippets}, for the entries of
+        ``ids`` that have snippets (``ingest.snippets``). Read from memory when this process holds
+        the current entries, from the store otherwise."""
+        if not ids:
+            return {}
+        query = np.asarray(query_vector, dtype=np.float32)
+        query = query / (float(np.linalg.norm(query)) or 1.0)
+        lexical = self._lexical
+        if lexical is not None and all(i in lexical.position for i in ids):
+            stored = {i: lexical.snippets[lexical.position[i]] for i in ids}
+        else:
+            with self._lock:
+                got = self._store.client.get(ids=list(ids), include=["metadatas"])
+            stored = {i: unpack((m or {}).get(SNIPPETS_KEY, "")) for i, m in zip(got["ids"], got["metadatas"])}
+        best = {i: best_cosine(vectors, query) for i, vectors in stored.items()}
+        return {i: score for i, score in best.items() if score is not None}
 
     def _lexical_index(self) -> _Lexical:
         """The BM25 statistics, built on first use and after every write.
@@ -386,7 +427,7 @@ class SearchIndex:
     def _load_lexical(store) -> _Lexical:
         """Read every entry's stored terms (in batches) and build the BM25 statistics."""
         collection = store.client
-        ids, metadatas, texts, vectors, documents = [], [], [], [], []
+        ids, metadatas, texts, vectors, documents, snippet_vectors = [], [], [], [], [], []
         offset = 0
         while True:
             got = collection.get(include=["metadatas", "documents", "embeddings"], limit=_READ_BATCH, offset=offset)
@@ -397,6 +438,7 @@ class SearchIndex:
             ):
                 metadata = dict(metadata or {})
                 documents.append(str(metadata.pop(TERMS_KEY, "")).split())
+                snippet_vectors.append(unpack(metadata.pop(SNIPPETS_KEY, "")))
                 ids.append(entry_id)
                 metadatas.append(_public(metadata))
                 texts.append(text or "")
@@ -409,12 +451,15 @@ class SearchIndex:
         return _Lexical(
             ids=ids, metadatas=metadatas, texts=texts, vectors=matrix / np.where(norms == 0, 1.0, norms),
             bm25=BM25(documents), position={entry_id: i for i, entry_id in enumerate(ids)},
+            snippets=snippet_vectors,
         )
 
 
 def _public(metadata: dict) -> dict:
-    """Our metadata without llama-index's bookkeeping keys."""
-    return {k: v for k, v in metadata.items() if not k.startswith("_") and k not in ("doc_id", "ref_doc_id")}
+    """Our metadata without llama-index's bookkeeping keys and without what only the index reads
+    (the BM25 terms, the snippets' vectors)."""
+    hidden = ("doc_id", "ref_doc_id", TERMS_KEY, SNIPPETS_KEY)
+    return {k: v for k, v in metadata.items() if not k.startswith("_") and k not in hidden}
 
 
 def _chroma_where(where: dict | None) -> dict | None:

@@ -25,10 +25,11 @@ from typing import Callable, Protocol
 
 from ingest.chunk import chunk_window
 from ingest.embed import embed_in_batches, release_freed_memory
-from ingest.index import SearchIndex, chunk_entries
+from ingest.index import SearchIndex, chunk_entries, embed_entries
 from ingest.parse import PDF_EXTENSIONS, DocumentReader, Page, PageSink, ParseError
 from ingest.read_ahead import OcrStarts, PagesAhead
 from ingest.reader_process import PagesInProcess
+from ingest.snippets import SNIPPET_SENTENCES
 
 
 CONTEXT_TOKENS = 56  # two lines of at most ingest.index.MAX_TITLE_CHARS characters
@@ -68,6 +69,7 @@ def ingest_file(
     cancelled: Callable[[], bool] = lambda: False,
     window_pages: int = WINDOW_PAGES,
     page_reader: str = "process",
+    snippet_sentences: int = SNIPPET_SENTENCES,
 ) -> IngestResult:
     if page_reader not in PAGE_READERS:
         raise ValueError(f"page_reader must be one of {', '.join(PAGE_READERS)}, not {page_reader!r}")
@@ -89,8 +91,9 @@ def ingest_file(
                                        overlap=chunk_overlap, first_index=state["chunks"], heading=heading)
         if chunks:
             # What is embedded carries the manual's title and the section heading; what is shown stays the page's.
-            entries = chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=reader.title)
-            vectors = embed_in_batches([e.embed_text for e in entries], embedder, batch_size=batch_size)
+            entries = chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=reader.title,
+                                    snippet_sentences=snippet_sentences)
+            vectors = embed_entries(entries, lambda texts: embed_in_batches(texts, embedder, batch_size=batch_size))
             index.add_entries(entries, vectors, replace=False)  # the document's entries were removed first
             state["chunks"] += len(chunks)
             del entries, vectors

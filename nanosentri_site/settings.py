@@ -332,6 +332,12 @@ NANOSENTRI_INGEST_WINDOW_PAGES = envint("NANOSENTRI_INGEST_WINDOW_PAGES", 16)
 # reader process kept per worker process, so parsing (pure Python, pypdf) runs on another core
 # beside the embedding; "thread", a thread of the worker, which shares the GIL with it.
 NANOSENTRI_INGEST_READER = envchoice("NANOSENTRI_INGEST_READER", "process", ("process", "thread"))
+# Each chunk's snippets (runs of this many consecutive sentences or lines) are embedded too, and
+# the vector search ranks a chunk by its cosine plus SNIPPET_WEIGHT × its best snippet's
+# (ingest/snippets.py; figures in docs/benchmarks.md). 0 embeds no snippets: ingest embeds about
+# 2.7x fewer word pieces, and a library indexed so ranks by chunk vectors alone.
+NANOSENTRI_INGEST_SNIPPET_SENTENCES = envint("NANOSENTRI_INGEST_SNIPPET_SENTENCES", 2)
+NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT = envfloat("NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT", 2.0)
 NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
 NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.32)
 # With live findings and no manual linked to the asset, only strong matches are cited.

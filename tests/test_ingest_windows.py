@@ -146,7 +146,8 @@ def test_the_first_page_is_embedded_while_the_next_is_still_read(tmp_path, reade
                         generation=LocalGeneration())
     result = ingest_file(path, document_id=1, file_name="scan.pdf", index=index, embedder=Recording(),
                          chunk_tokens=200, chunk_overlap=20, batch_size=8, window_pages=16, ocr_engine="tesseract",
-                         progress=lambda stage, **k: steps.append((stage, k["pages_done"])), page_reader=reader)
+                         progress=lambda stage, **k: steps.append((stage, k["pages_done"])), page_reader=reader,
+                         snippet_sentences=0)  # the chunks only: snippets are tests/test_snippets.py's
 
     assert calls == [["Section 1 Relay board 1"], ["Section 3 Relay board 3"]]
     assert steps.index(("embedding", 1)) < steps.index(("ocr", 1))  # page 1 is in before the OCR of page 2

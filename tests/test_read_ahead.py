@@ -107,7 +107,7 @@ def test_ingest_reads_the_next_window_while_it_embeds_the_first(tmp_path):
     try:
         result = ingest_file(path, document_id=1, file_name="ten.pdf", index=index, embedder=WatchingEmbedder(),
                              chunk_tokens=200, chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None,
-                             window_pages=4, page_reader="thread")
+                             window_pages=4, page_reader="thread", snippet_sentences=0)  # chunks only
     finally:
         parse.DocumentReader._read_pdf_page = real_read
     assert result.page_count == 10 and result.chunk_count >= 3

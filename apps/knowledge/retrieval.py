@@ -3,8 +3,9 @@
 The steps, each a small function:
 
 1. candidates from both halves of the index: the nearest chunk vectors (chunks are embedded
-   with their manual's title and section heading) and the best BM25 matches (codes, part and
-   pin names, units count);
+   with their manual's title and section heading), ranked again with their best snippet's
+   cosine (a snippet: two consecutive sentences of the chunk, embedded on its own), and the best
+   BM25 matches (codes, part and pin names, units count);
 2. only chunks of documents indexed now (a half-finished or deleted manual is never cited);
 3. reciprocal rank fusion of the two rankings;
 4. a question that names a manual ("on the ESP32-EVB …") is searched in that manual only, by what
@@ -109,7 +110,7 @@ def _candidates(index, query_vector, terms: list[str], document_ids: set[int] | 
     """Vector and BM25 candidates, each with its cosine, BM25 score and rank in both lists."""
     n = settings.NANOSENTRI_RETRIEVAL_CANDIDATES
     where = {"document_id": [str(d) for d in document_ids]} if document_ids else None
-    vector_hits = index.vector_search(query_vector, top_k=n, where=where)
+    vector_hits = _with_snippets(index, index.vector_search(query_vector, top_k=n, where=where), query_vector)
     lexical_hits = index.lexical_search(terms, top_k=n, where=where) if terms else []
     found: dict[str, Hit] = {h.node_id: h for h in vector_hits}
     missing = [h.node_id for h in lexical_hits if h.node_id not in found]
@@ -132,6 +133,17 @@ def _candidates(index, query_vector, terms: list[str], document_ids: set[int] | 
         passage.rank_score = fused
         passages.append(passage)
     return passages
+
+
+def _with_snippets(index, vector_hits: list[Hit], query_vector) -> list[Hit]:
+    """The vector hits ranked by their cosine plus NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT × their best
+    snippet's (``ingest.snippets``): a chunk one line of which answers the question comes before
+    chunks that are only about the same thing. A hit without snippets counts its own cosine."""
+    weight = settings.NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT
+    if not weight or not vector_hits:
+        return vector_hits
+    best = index.snippet_cosines([h.node_id for h in vector_hits], query_vector)
+    return sorted(vector_hits, key=lambda h: h.score + weight * best.get(h.node_id, h.score), reverse=True)
 
 
 def _passage(hit: Hit) -> Passage | None:

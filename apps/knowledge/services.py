@@ -312,6 +312,7 @@ def document_ingest(*, document_id: int, worker: str = "") -> Document | None:
             ocr_engine=ocr_engine(),
             cancelled=lambda: Document.objects.filter(pk=document_id, cancel_requested=True).exists(),
             window_pages=settings.NANOSENTRI_INGEST_WINDOW_PAGES, page_reader=settings.NANOSENTRI_INGEST_READER,
+            snippet_sentences=settings.NANOSENTRI_INGEST_SNIPPET_SENTENCES,
         )
     except IngestCancelled:
         return _cancel_if_requested(document_id)
