@@ -119,7 +119,7 @@ class _Lexical:
     texts: list[str]
     vectors: np.ndarray  # one unit-length row per entry
     bm25: BM25
-    snippets: list = field(default_factory=list)  # per entry: its snippets' unit vectors, or None
+    snippets: list = field(default_factory=list)  # per entry: its snippets' vectors (SnippetVectors), or None
     position: dict[str, int] = field(default_factory=dict)
 
 

@@ -8,13 +8,14 @@ question while that line's is close. Each chunk therefore also gets the vectors 
 the chunk itself), stored with the chunk; ranking adds the best snippet's cosine to the chunk's.
 
 The snippets are only looked at for the chunks the vector search found (``SearchIndex.snippet_cosines``):
-they re-rank, they are not an index of their own. Stored as float16 in the chunk's metadata, so
-re-indexing and deleting a document keep them in step with their chunk, in every store.
+they re-rank, they are not an index of their own. Stored in the chunk's metadata (int8, a scale per
+snippet), so re-indexing and deleting a document keep them in step with their chunk, in every store.
 """
 from __future__ import annotations
 
 import base64
 import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,27 +49,46 @@ def snippets(text: str, size: int) -> list[str]:
     return [" ".join(found[start:start + size]) for start in range(max(1, len(found) - size + 1))]
 
 
-def pack(vectors: np.ndarray) -> str:
-    """Unit vectors as text for a metadata field (float16, base64: 1 KB per 384-d vector)."""
+class SnippetVectors(NamedTuple):
+    """A chunk's snippet vectors as stored: int8 codes, one scale per row (cosines within ~0.005)."""
+
+    codes: np.ndarray  # int8, one row per snippet
+    scales: np.ndarray  # float32, a row's vector = codes × scale
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def pack(vectors) -> str:
+    """Unit vectors as text for a metadata field: int8 with a float16 scale per row, base64
+    (~520 characters per 384-d vector; a metadata string is stored several times by Chroma)."""
     rows = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     rows = rows / np.where(norms == 0, 1.0, norms)
-    return f"{rows.shape[1]}:" + base64.b64encode(rows.astype("<f2").tobytes()).decode("ascii")
+    scales = np.abs(rows).max(axis=1) / 127.0
+    scales = np.where(scales == 0, 1.0, scales).astype("<f2")
+    codes = np.clip(np.rint(rows / scales.astype(np.float32)[:, None]), -127, 127).astype(np.int8)
+    return f"{rows.shape[1]}:" + base64.b64encode(scales.tobytes() + codes.tobytes()).decode("ascii")
 
 
-def unpack(packed: str) -> np.ndarray | None:
-    """The vectors ``pack`` wrote (float16 rows, as stored: a reader keeps every chunk's in memory,
-    ~7 KB a chunk), or None for an empty or unreadable field."""
+def unpack(packed: str) -> SnippetVectors | None:
+    """The vectors ``pack`` wrote, kept as stored (a reader holds every chunk's in memory, ~3.4 KB
+    a chunk), or None for an empty or unreadable field."""
     try:
         dimension, data = packed.split(":", 1)
-        rows = np.frombuffer(base64.b64decode(data), dtype="<f2")
-        return rows.reshape(-1, int(dimension)) if rows.size else None
+        raw = base64.b64decode(data, validate=True)
+        count, extra = divmod(len(raw), 2 + int(dimension))
+        if not count or extra:
+            return None
+        scales = np.frombuffer(raw[:2 * count], dtype="<f2").astype(np.float32)
+        codes = np.frombuffer(raw[2 * count:], dtype=np.int8).reshape(count, int(dimension))
+        return SnippetVectors(codes, scales)
     except (ValueError, AttributeError):
         return None
 
 
-def best_cosine(vectors: np.ndarray | None, unit_query: np.ndarray) -> float | None:
+def best_cosine(vectors: SnippetVectors | None, unit_query: np.ndarray) -> float | None:
     """The highest cosine of ``unit_query`` with any of ``vectors`` (None without vectors)."""
     if vectors is None or not len(vectors):
         return None
-    return float((vectors.astype(np.float32) @ unit_query).max())
+    return float(((vectors.codes.astype(np.float32) @ unit_query) * vectors.scales).max())
