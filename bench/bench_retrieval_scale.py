@@ -19,7 +19,9 @@ vectors are **not** re-embedded (100,000 MiniLM passes take hours on two cores):
 unit-length mix 0.7·a + 0.3·b + noise of its two source chunks' real vectors, which spreads them
 over the same region of the space as the real chunks (the hard case for an HNSW index and for
 fusion). The lexical terms are computed from the generated text by the app's own writer path
-(``SearchIndex.add_entries``), so BM25 sees a vocabulary and postings of realistic size.
+(``SearchIndex.add_entries``), so BM25 sees a vocabulary and postings of realistic size. Each
+generated passage also carries snippet vectors (``ingest.snippets``), mixed the same way from its
+source chunks' snippets, so the snippet step of the ranking works on as many as a real library.
 
 Reports per run: p50, p95 and max per question at the baseline and at scale, the ratio of the
 p95s, the stages at scale (embed, vector search, BM25, fetch, database filter), the right page at
@@ -93,6 +95,7 @@ def grow(target: int, seed: int = 7) -> float:
             vector = 0.7 * real.vectors[a] + 0.3 * real.vectors[b] + noise.normal(0, 0.02, real.vectors.shape[1])
             vector /= np.linalg.norm(vector)
             text = vary(real.texts[a], real.texts[b], rng)
+            snippet_vectors = _snippet_mix(real, a, b, rng, noise)
             page = chunk // 3 + 1
             batch_entries.append(
                 Entry(
@@ -102,6 +105,7 @@ def grow(target: int, seed: int = 7) -> float:
                         "document_id": str(document.pk), "file_name": document.original_name, "page": page,
                         "chunk_index": chunk, "title": document.title, "heading": "", "source": "text",
                     },
+                    snippet_vectors=snippet_vectors,
                 )
             )
             batch_vectors.append(vector.astype(np.float32).tolist())
@@ -113,6 +117,23 @@ def grow(target: int, seed: int = 7) -> float:
     if batch_entries:
         index.add_entries(batch_entries, batch_vectors)
     return time.perf_counter() - started
+
+
+def _snippet_mix(real, a: int, b: int, rng: random.Random, noise) -> np.ndarray | None:
+    """Snippet vectors for a passage made of chunk ``a`` with sentences of ``b`` spliced in: ``a``'s
+    snippets and one or two of ``b``'s, each with a little noise (as the passage's own vector is made)."""
+    def rows(i):
+        held = real.snippets[i] if i < len(real.snippets) else None
+        return None if held is None else held.codes.astype(np.float32) * held.scales[:, None]
+
+    mine, theirs = rows(a), rows(b)
+    if mine is None:
+        return None
+    if theirs is not None:
+        picked = rng.sample(range(len(theirs)), min(len(theirs), rng.choice((1, 2))))
+        mine = np.vstack([mine, theirs[picked]])
+    mine = mine + noise.normal(0, 0.02, mine.shape)
+    return mine / np.linalg.norm(mine, axis=1, keepdims=True)
 
 
 def timed_pass(questions: list[dict]) -> tuple[list[float], list[int | None]]:

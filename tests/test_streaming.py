@@ -1,4 +1,6 @@
 """Token frames coalesced in the generation thread: fewer wake-ups of the event loop, nothing lost or reordered."""
+import pytest
+
 from apps.chat.streaming import TokenCoalescer
 
 
@@ -60,3 +62,53 @@ def test_an_interval_of_zero_sends_every_token():
     for piece in "abc":
         emit(_token(piece))
     assert [e["text"] for e in sent] == ["a", "b", "c"]
+
+
+# --- through the answer pipeline ------------------------------------------------------------------
+
+
+def _indexed_passage():
+    from apps.knowledge.models import Document
+    from apps.knowledge.vector_index import get_vector_index
+    from ingest.chunk import Chunk
+    from models.embedding import get_embedder
+
+    text = "ERROR HIGH TEMP: the charger is too hot. Charging resumes when the temperature drops below 55 C."
+    doc = Document.objects.create(
+        original_name="charger.pdf", stored_path="x.pdf", extension=".pdf", content_hash="s" * 64,
+        status=Document.Status.INDEXED,
+    )
+    get_vector_index().add(document_id=doc.pk, file_name="charger.pdf", chunks=[Chunk(page=2, index=0, text=text)],
+                           embeddings=get_embedder().embed([text]))
+
+
+@pytest.mark.django_db
+def test_the_last_tokens_reach_the_client_before_the_answer_is_checked_and_stored(monkeypatch, settings):
+    """Tokens held back by the coalescer go out when the model ends, not after the check of the text
+    against the evidence and the database write that make up ``done``."""
+    from apps.chat import services
+
+    settings.NANOSENTRI_SITE_LLM_URL = ""
+    _indexed_passage()
+    sent = []
+    emit = TokenCoalescer(sent.append, interval_s=60)  # every token after the first is held
+    seen_at_check = []
+    real_check = services.ungrounded_claims
+
+    def check(text, **kwargs):
+        seen_at_check.append("".join(e["text"] for e in sent if e and e["type"] == "token"))
+        return real_check(text, **kwargs)
+
+    monkeypatch.setattr(services, "ungrounded_claims", check)
+    conversation = services.conversation_for(user=None, title="q")
+    for event in services.answer_stream(question="What does ERROR HIGH TEMP mean?", conversation=conversation):
+        emit(event)
+
+    kinds = [e["type"] for e in sent]
+    assert kinds[-2:] == ["generated", "done"] and kinds[-3] == "token"
+    done = sent[-1]
+    assert done["status"] == "completed" and done["answer"]
+    assert sent[-2]["tokens"] == done["timings"]["tokens"] > 1
+    # When the check ran, the client already had the whole text the model wrote.
+    assert seen_at_check == ["".join(e["text"] for e in sent if e["type"] == "token")]
+    assert seen_at_check[0].strip() == done["answer"]

@@ -179,7 +179,8 @@ def answer_stream(
         def finish(status, **kwargs):
             timings.update(_generation_timings(generation, received))
             return _finish(answer, "".join(generation.pieces), status, timings, received, len(generation.pieces),
-                           generation.first_token_at, route=generation.route_taken, evidence=evidence, **kwargs)
+                           generation.first_token_at, route=generation.route_taken, evidence=evidence,
+                           last_token_at=generation.last_token_at, **kwargs)
 
         try:
             for event in generation.events():
@@ -201,6 +202,8 @@ def answer_stream(
         if generation.stopped_before_model:
             yield finish(Message.Status.STOPPED)
             return
+        # The model's text is whole: the client gets its last tokens now, not after the check below.
+        yield {"type": "generated", "message": answer.pk, "tokens": len(generation.pieces)}
         timings.update(generation.model.prompt_stats())  # prompt tokens taken from the KV cache / evaluated
         # The next follow-up's prompt starts with this one and its answer, as generated.
         remember_turn(conversation.pk, answer.pk, generation.prompt, "".join(generation.pieces))
@@ -326,13 +329,15 @@ def _citations_save(answer: Message, passages, question: str) -> list[Citation]:
 
 
 def _finish(
-    answer, text, status, timings, received, token_count, first_token_at=None, error="", evidence=None, route=None
+    answer, text, status, timings, received, token_count, first_token_at=None, error="", evidence=None, route=None,
+    last_token_at=None,
 ) -> dict:
     now = time.perf_counter()
     timings.setdefault("ttft_ms", None)
     timings["tokens"] = token_count
-    if first_token_at is not None and token_count > 1 and now > first_token_at:
-        timings["tokens_per_s"] = round((token_count - 1) / (now - first_token_at), 2)
+    last = last_token_at if last_token_at is not None else now  # the rate of the tokens, not of what follows them
+    if first_token_at is not None and token_count > 1 and last > first_token_at:
+        timings["tokens_per_s"] = round((token_count - 1) / (last - first_token_at), 2)
     else:
         timings["tokens_per_s"] = None
     timings["total_ms"] = round((now - received) * 1000, 1)

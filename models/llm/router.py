@@ -79,6 +79,7 @@ class RoutedAnswer:
         self.pieces: list[str] = []  # its text
         self.generation_started: float | None = None  # when it was asked
         self.first_token_at: float | None = None  # its first token
+        self.last_token_at: float | None = None  # its last token
         self.queue_ms: float | None = None  # waited for the local model
         self.stopped_before_model = False  # stopped while waiting in the queue
         self.site_failed_at: float | None = None  # when the site route was given up
@@ -93,7 +94,7 @@ class RoutedAnswer:
             restart = bool(self.pieces)
             self.discarded_tokens = len(self.pieces)
             self.route = fallback
-            self.model, self.prompt, self.pieces, self.first_token_at = None, None, [], None
+            self.model, self.prompt, self.pieces, self.first_token_at, self.last_token_at = None, None, [], None, None
             yield from self._local_events(restart=restart)
         else:
             yield from self._local_events(restart=False)
@@ -156,6 +157,7 @@ class RoutedAnswer:
                     self.first_token_at = last
                     self.site_ttft_ms = round((last - started) * 1000, 1)
                 self.pieces.append(value)
+                self.last_token_at = last
                 yield ("token", value)
             elif kind == "end":
                 if not self._should_stop() and self._health is not None:
@@ -198,8 +200,9 @@ class RoutedAnswer:
                 prompt.messages, max_tokens=self._max_tokens, temperature=self._temperature,
                 should_stop=self._should_stop, session=self._session,
             ):
+                self.last_token_at = self._clock()
                 if self.first_token_at is None:
-                    self.first_token_at = self._clock()
+                    self.first_token_at = self.last_token_at
                 self.pieces.append(piece)
                 yield ("token", piece)
                 # The next token is computed only when asked for: a pause here pauses the model.
