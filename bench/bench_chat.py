@@ -188,10 +188,13 @@ def raw_worker() -> None:
         first = last = None
         count = 0
         pieces = []
+        max_gap = 0.0
         for piece in stream_pieces():
             now = time.perf_counter()
             if first is None:
                 first = now
+            else:
+                max_gap = max(max_gap, now - last)
             last = now
             count += 1
             pieces.append(piece)
@@ -202,6 +205,7 @@ def raw_worker() -> None:
             "tokens": count,
             "tokens_per_s": (count - 1) / (last - first) if count > 1 and last > first else None,
             "total_ms": (ended - started) * 1000,
+            "max_gap_ms": max_gap * 1000,
             "reused_prefix": _common_prefix(before, after),
             "text": "".join(pieces),
         }
@@ -431,6 +435,8 @@ async def _ask(port: int, cookie: str, question: str, timeout: float, conversati
                 if first is None:
                     first = now
                     result["ttft_ms"] = (now - sent) * 1000
+                else:  # a stall in the stream shows as one long pause (frames come every 50 ms)
+                    result["max_gap_ms"] = max(result.get("max_gap_ms", 0.0), (now - last) * 1000)
                 last = now
                 result["tokens"] += event.get("tokens", 1)  # a frame may carry several (apps/chat/streaming.py)
             elif kind == "queued":
@@ -745,6 +751,10 @@ def render(args, header, loads, config, ingested, prompts, runs, arms, idle_cpu,
     diag += [[f"CPU s per answer of the answering process, `{arm}` (median)", fmt(median(col(arm, "cpu_s")), 2)]
              for arm in arms]
     diag.append(["CPU s per answer of the bench's websocket client (median)", fmt(median(col("app", "client_cpu_s")), 3)])
+    diag.append(["app: longest pause between two token frames, per run (ms; frames come every "
+                 "`NANOSENTRI_TOKEN_FRAME_MS`)", ", ".join(fmt(r["app"].get("max_gap_ms"), 0) for r in runs)])
+    diag.append(["raw: longest pause between two tokens, per run (ms)",
+                 ", ".join(fmt(r["raw"].get("max_gap_ms"), 0) for r in runs)])
     diag += [[f"CPU s used by the idle side while `{arm}` ran (all runs)", fmt(idle_cpu[arm], 2)] for arm in arms]
     lines += ["", "Diagnostics (medians):", "", table(["what", "value"], diag)]
     return "\n".join(lines)

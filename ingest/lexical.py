@@ -180,11 +180,16 @@ class BM25:
                 total[self._documents[start:end]] += self._weights[start:end]
         return total
 
-    def top(self, terms: list[str], k: int) -> list[LexicalHit]:
+    def top(self, terms: list[str], k: int, rows: np.ndarray | None = None) -> list[LexicalHit]:
+        """The ``k`` best documents for ``terms``; ``rows``: only among these positions."""
         if not self.size:
             return []
         scores = self.scores(terms)
-        k = min(k, self.size)
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [LexicalHit(int(i), float(scores[i])) for i in best if scores[i] > 0]
+        candidates = np.arange(self.size) if rows is None else np.asarray(rows, dtype=np.int64)
+        if not len(candidates):
+            return []
+        k = min(k, len(candidates))
+        among = scores[candidates]
+        best = np.argpartition(-among, k - 1)[:k]
+        best = best[np.argsort(-among[best], kind="stable")]
+        return [LexicalHit(int(candidates[i]), float(among[i])) for i in best if among[i] > 0]
