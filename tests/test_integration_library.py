@@ -96,6 +96,23 @@ def test_a_follow_up_is_searched_with_the_question_it_follows(real_stack, no_dis
     assert {c["document"][:9] for c in alone_citations} != {"Plantower"}
 
 
+def test_a_short_question_not_answerable_alone_is_read_with_the_one_before(real_stack, no_dispatch, settings):
+    """No linking word, but not answerable alone right after a question that was: a follow-up."""
+    settings.NANOSENTRI_LLM_NARRATIVE = False  # retrieval and extract: the model does not decide this
+    ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "Creality_Ender-3"))])
+    follow_up = "The plug looks seated fine though. What then?"
+    alone = list(answer_stream(question=follow_up, conversation=conversation_for(user=None, title="a")))
+    assert alone[-1]["status"] == "not_covered"
+
+    conversation = conversation_for(user=None, title="t")
+    list(answer_stream(question="Ender-3 screen shows Min temp. What's causing it?", conversation=conversation))
+    events = list(answer_stream(question=follow_up, conversation=conversation))
+
+    citations = next(e for e in events if e["type"] == "citations")["items"]
+    assert citations[0]["document"].startswith("Creality_Ender-3_Trouble") and citations[0]["page"] == 1, citations
+    assert events[-1]["status"] == "completed"
+
+
 def test_a_fault_code_no_manual_mentions_is_not_covered_and_says_so(real_stack, no_dispatch):
     ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "Creality_Ender-3_Trouble"))])
     conversation = conversation_for(user=None, title="t")

@@ -152,3 +152,17 @@ def follow_up_query(question: str, previous: Turn | None) -> tuple[str, set[int]
     if previous is None or not is_follow_up(question):
         return question, None
     return f"{previous.question} {question}", previous.documents or None
+
+
+def follow_up_retry(question: str, previous: Turn | None, named: set[int]) -> tuple[str, set[int]] | None:
+    """The follow-up search for a short question the manuals do not answer on its own, asked right
+    after one they did ("The plug looks seated fine though. What then?"), or None.
+
+    ``named``: the manuals the question itself names; a question about another device than the
+    previous answer's is not read as its follow-up.
+    """
+    if previous is None or not previous.documents or len(question.split()) > MAX_FOLLOW_UP_WORDS:
+        return None
+    if named and not named & previous.documents:
+        return None
+    return f"{previous.question} {question}", previous.documents

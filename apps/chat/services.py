@@ -10,6 +10,7 @@ import contextlib
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Iterator
 
 from django.conf import settings
@@ -17,7 +18,13 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from apps.chat.ask_request import AskRefused, InvalidContext, ask_request_clean, question_clean
-from apps.chat.conversation import conversation_history, follow_up_query, previous_turn, remember_turn
+from apps.chat.conversation import (
+    conversation_history,
+    follow_up_query,
+    follow_up_retry,
+    previous_turn,
+    remember_turn,
+)
 from apps.chat.extensions import incident_reads
 from apps.chat.extract import answer_extract
 from apps.chat.feedback_ranking import feedback_rerank
@@ -126,6 +133,13 @@ def answer_stream(
         found = passages_retrieve(
             query, document_ids=manuals or None, min_score=min_score, prefer=prefer, rerank=[feedback_rerank]
         )
+        retry = None if found.covered or query != question else follow_up_retry(question, previous, found.named_documents)
+        if retry is not None:  # not answerable alone: read it with the question it follows
+            again = passages_retrieve(
+                retry[0], document_ids=manuals or None, min_score=min_score, prefer=retry[1], rerank=[feedback_rerank]
+            )
+            if again.covered:
+                found = replace(again, ms=found.ms + again.ms)
         passages, retrieval_ms = found.passages, found.ms
         citations = _citations_save(answer, passages, question)
         yield {
