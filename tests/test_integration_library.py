@@ -113,6 +113,27 @@ def test_a_short_question_not_answerable_alone_is_read_with_the_one_before(real_
     assert events[-1]["status"] == "completed"
 
 
+@pytest.mark.timeout(900)  # seven manuals ingested
+def test_each_part_of_a_two_part_question_gets_its_page_among_the_first(real_stack, no_dispatch, monkeypatch):
+    """"What size cable …, and how far apart can they be?": the distance is on page 8, which the
+    whole question ranks fourth; searched on its own words (with the first part for context) it
+    comes second, after the whole question's best page."""
+    from apps.knowledge import retrieval
+
+    ingest(LIBRARY)
+    question = ("What size cable should I run from the solar charge controller to the battery, "
+                "and how far apart can they be?")
+
+    found = retrieval.passages_retrieve(question)
+    monkeypatch.setattr(retrieval, "question_parts", lambda q: [q])
+    whole = retrieval.passages_retrieve(question)
+
+    pages = [p.page for p in found.passages]
+    assert found.passages[0].file_name.startswith("LibreSolar") and 8 in pages[:2], pages
+    assert pages[0] == whole.passages[0].page  # the whole question's best passage stays first
+    assert 8 not in [p.page for p in whole.passages][:2]  # without the parts it is further down
+
+
 def test_a_fault_code_no_manual_mentions_is_not_covered_and_says_so(real_stack, no_dispatch):
     ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "Creality_Ender-3_Trouble"))])
     conversation = conversation_for(user=None, title="t")

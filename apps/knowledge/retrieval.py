@@ -13,7 +13,9 @@ The steps, each a small function:
 5. coverage: the question is answered only when one of the first passages is close enough in
    meaning (NANOSENTRI_RETRIEVAL_MIN_SCORE) and every code or part number it names ("F21",
    "GPIO12") occurs somewhere in the library; otherwise nothing is cited;
-6. optional re-ranking steps given by the caller (the answer pipeline's feedback boost).
+6. a question of several parts ("…, and which bytes start a frame?"): each further part's best
+   page, searched within the same manuals, joins the first passages;
+7. optional re-ranking steps given by the caller (the answer pipeline's feedback boost).
 """
 from __future__ import annotations
 
@@ -88,6 +90,7 @@ def passages_retrieve(
         result.covered = result.best_score >= min_score and not result.unknown_codes
     if result.covered:
         passages = _relevant(ranked, min_score)
+        passages = _with_parts(index, question, passages, min_score, document_ids)
         for step in rerank or []:
             passages = step(passages, query_vector)
         result.passages = passages[:top_k]
@@ -194,6 +197,58 @@ def _only_indexed(passages: list[Passage]) -> list[Passage]:
         Document.objects.filter(pk__in=ids, status=Document.Status.INDEXED).values_list("pk", flat=True)
     )
     return [p for p in passages if p.document_id in indexed]
+
+
+# "What baud rate does it use, and which bytes start a frame?": a second question after a comma or
+# "and", starting with a question word. Each part may be answered on another page.
+_PART_BREAK = re.compile(
+    r"(?:[?;]\s+|,\s*(?:and\s+|but\s+)?|\s+and\s+)(?=(?:how|what|which|when|where|why|who|is|are|can|could|"
+    r"do|does|should|must|will)\b)",
+    re.I,
+)
+PART_MIN_TERMS = 1  # a part without a content word of its own ("and why?") is not searched alone
+PART_PLACE = 1  # a part's best page joins the question's first passages at the latest at this place (0-based)
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a question asks ("What UART baud rate does the PMS5003 use, and which two
+    start bytes begin each frame?" asks two); one part for a single question."""
+    parts = [p.strip(" ,;?.") for p in _PART_BREAK.split(question)]
+    parts = [p for p in parts if p]
+    if len(parts) < 2 or any(len(query_terms(p)) < PART_MIN_TERMS for p in parts):
+        return [question]
+    return parts
+
+
+def _with_parts(index, question: str, passages: list[Passage], min_score: float,
+                document_ids: set[int] | None) -> list[Passage]:
+    """Each further part of a question of several parts gets its best page among the first
+    passages: searched on its own words within the manuals the whole question's first passages
+    come from (a question of two parts is about one device), and kept only when it clears the
+    cosine bar. The whole question's best passage stays first."""
+    parts = question_parts(question)
+    if len(parts) < 2 or not passages:
+        return passages
+    manuals = {p.document_id for p in passages[:PART_PLACE + 1]}
+    if document_ids:
+        manuals &= set(document_ids)
+    chosen = list(passages)
+    for part in parts[1:]:
+        # The part first, with the first part after it for what "they" and "it" refer to.
+        text = f"{part}? {parts[0]}"
+        vector = index.embedder.embed([text])[0]
+        found = _fuse(_only_indexed(_candidates(index, vector, query_terms(part), manuals)), set())
+        best = next((p for p in found if p.score >= min_score), None)
+        if best is None:
+            continue
+        key = (best.document_id, best.chunk_index)
+        at = next((i for i, p in enumerate(chosen) if (p.document_id, p.chunk_index) == key), None)
+        if at is not None and at <= PART_PLACE:
+            continue
+        if at is not None:
+            best = chosen.pop(at)
+        chosen.insert(min(PART_PLACE, len(chosen)), best)
+    return chosen
 
 
 def _fuse(passages: list[Passage], named: set[int]) -> list[Passage]:
