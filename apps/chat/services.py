@@ -133,10 +133,13 @@ def answer_stream(
         found = passages_retrieve(
             query, document_ids=manuals or None, min_score=min_score, prefer=prefer, rerank=[feedback_rerank]
         )
-        retry = None if found.covered or query != question else follow_up_retry(question, previous, found.named_documents)
-        if retry is not None:  # not answerable alone: read it with the question it follows
+        retry = None
+        if not found.covered and query == question:  # not answerable alone: read it with the one before?
+            retry = follow_up_retry(question, previous, found.named_documents)
+        if retry is not None:
             again = passages_retrieve(
-                retry[0], document_ids=manuals or None, min_score=min_score, prefer=retry[1], rerank=[feedback_rerank]
+                retry[0], document_ids=manuals or None, min_score=min_score, prefer=retry[1],
+                rerank=[feedback_rerank],
             )
             if again.covered:
                 found = replace(again, ms=found.ms + again.ms)

@@ -40,7 +40,7 @@ def start_warmup() -> threading.Thread:
 
 def freeze_loaded(*, collect: bool = True) -> int:
     """Keep what is loaded by now (modules, models, the index's statistics: ~640,000 objects with the
-    seven manuals) out of the cyclic garbage collector's full passes, which then take ~0.3 ms
+    seven manuals) out of the cyclic garbage collector's full passes, which then take a few ms
     instead of ~300 ms. A full pass comes every few thousand allocations in a busy process; one
     during an answer stalled the local model's stream by a third of a second (docs/benchmarks.md §1).
     Frozen objects are still freed when nothing refers to them; only cycles among them stay.
