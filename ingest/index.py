@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from ingest.chunk import Chunk
-from ingest.lexical import BM25, analyze
+from ingest.lexical import BM25, analyze, best_positions
 from ingest.snippets import best_cosine, pack, snippets, unpack
 
 log = logging.getLogger(__name__)
@@ -482,11 +482,8 @@ def _exact_search(lexical: _Lexical, rows: np.ndarray, embedding: list[float], t
     query = np.asarray(embedding, dtype=np.float32)
     query = query / (float(np.linalg.norm(query)) or 1.0)
     scores = lexical.vectors[rows] @ query
-    k = min(top_k, len(rows))
-    best = np.argpartition(-scores, k - 1)[:k]
-    best = best[np.argsort(-scores[best], kind="stable")]
     return [Hit(lexical.ids[rows[i]], lexical.metadatas[rows[i]], lexical.texts[rows[i]], float(scores[i]))
-            for i in best]
+            for i in best_positions(scores, top_k)]
 
 
 def _public(metadata: dict) -> dict:

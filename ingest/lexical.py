@@ -132,6 +132,15 @@ class LexicalHit:
     score: float
 
 
+def best_positions(scores: np.ndarray, k: int) -> np.ndarray:
+    """The positions of the ``k`` highest ``scores``, highest first (ties in position order)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    best = np.argpartition(-scores, k - 1)[:k]
+    return best[np.argsort(-scores[best], kind="stable")]
+
+
 class BM25:
     """Okapi BM25 over term lists, with postings in flat numpy arrays.
 
@@ -188,8 +197,5 @@ class BM25:
         candidates = np.arange(self.size) if rows is None else np.asarray(rows, dtype=np.int64)
         if not len(candidates):
             return []
-        k = min(k, len(candidates))
         among = scores[candidates]
-        best = np.argpartition(-among, k - 1)[:k]
-        best = best[np.argsort(-among[best], kind="stable")]
-        return [LexicalHit(int(candidates[i]), float(among[i])) for i in best if among[i] > 0]
+        return [LexicalHit(int(candidates[i]), float(among[i])) for i in best_positions(among, k) if among[i] > 0]
