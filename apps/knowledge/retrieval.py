@@ -208,6 +208,7 @@ _PART_BREAK = re.compile(
 )
 PART_MIN_TERMS = 1  # a part without a content word of its own ("and why?") is not searched alone
 PART_PLACE = 1  # a part's best page joins the question's first passages at the latest at this place (0-based)
+PART_MANUALS_FROM = 2  # a part is searched within the manuals of the whole question's first this many passages
 
 
 def question_parts(question: str) -> list[str]:
@@ -229,7 +230,7 @@ def _with_parts(index, question: str, passages: list[Passage], min_score: float,
     parts = question_parts(question)
     if len(parts) < 2 or not passages:
         return passages
-    manuals = {p.document_id for p in passages[:PART_PLACE + 1]}
+    manuals = {p.document_id for p in passages[:PART_MANUALS_FROM]}
     if document_ids:
         manuals &= set(document_ids)
     chosen = list(passages)
