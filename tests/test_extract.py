@@ -418,3 +418,35 @@ def test_the_default_budget_stays_readable_on_a_phone():
     manual = "\n".join(f"Line {i} says the belt tension is {i} newton and more." for i in range(1, 40))
     items = extract("What is the belt tension?", manual, manual.replace("Line", "Row"))
     assert len(items) <= 8 and sum(len(t) for t in texts(items)) <= 1200
+
+
+MPPT_MOUNTING_AND_WIRING = """Indirect light and partial shading will reduce the
+performance. Make sure to face the module towards the sun.
+Read the datasheet of your solar module for more information about the specifications.
+4.4 Mounting
+Fix the device vertical at non-flammable surface with the power terminals facing downwards.
+The charge controller should be mounted as close to the battery as possible, but avoiding any contact
+with battery acid or gas emissions.
+Never mount the device in a fuel storage compartment, as the fuse can create sparks.
+4.5 Wiring and Grounding
+The minimum wire cross-section should be 2.5 mm². It is recommended to use 6 mm² wires, which is
+the maximum the terminals can handle.
+The length between charge controller and battery should be less than 1 m."""
+
+
+def test_each_part_of_a_question_of_two_parts_gets_its_own_line():
+    # As a whole, the question's words ("between", "controller", "battery") all sit in the length
+    # line, and the wire size line scores under the share that would add it. Its first part alone
+    # ("What wire size …") has a line the extract did not show: it comes right after the best one.
+    question = ("What wire size should I use between the solar controller and the battery, "
+                "and how far apart can they be?")
+    shown = " ".join(texts(extract(question, MPPT_MOUNTING_AND_WIRING)))
+    assert "less than 1 m" in shown
+    assert "2.5 mm²" in shown and "6 mm²" in shown
+
+
+def test_a_part_already_answered_adds_nothing():
+    question = "What does ERROR HIGH TEMP mean and when does charging resume?"
+    items = texts(extract(question, f"{HIGH_TEMP}\n{RESUMES}"))
+    assert len(items) == len(set(items))
+    assert squeezed(" ".join(items)).count("55ºC") == 1

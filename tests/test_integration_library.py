@@ -114,7 +114,7 @@ def test_a_short_question_not_answerable_alone_is_read_with_the_one_before(real_
 
 
 @pytest.mark.timeout(900)  # seven manuals ingested
-def test_each_part_of_a_two_part_question_gets_its_page_among_the_first(real_stack, no_dispatch, monkeypatch):
+def test_each_part_of_a_two_part_question_gets_its_page_and_its_line(real_stack, no_dispatch, monkeypatch):
     """"What size cable …, and how far apart can they be?": the distance is on page 8, which the
     whole question ranks fourth; searched on its own words (with the first part for context) it
     comes second, after the whole question's best page."""
@@ -132,6 +132,15 @@ def test_each_part_of_a_two_part_question_gets_its_page_among_the_first(real_sta
     assert found.passages[0].file_name.startswith("LibreSolar") and 8 in pages[:2], pages
     assert pages[0] == whole.passages[0].page  # the whole question's best passage stays first
     assert 8 not in [p.page for p in whole.passages][:2]  # without the parts it is further down
+
+    # The extract answers each part in the manual's words: the wire size and the distance both.
+    from apps.chat.extract import answer_extract
+
+    question = ("What wire size should I use between the solar controller and the battery, "
+                "and how far apart can they be?")
+    monkeypatch.undo()
+    shown = " ".join(item["text"] for item in answer_extract(question, retrieval.passages_retrieve(question).passages))
+    assert "2.5 mm²" in shown and "6 mm²" in shown and "less than 1 m" in shown, shown
 
 
 def test_a_fault_code_no_manual_mentions_is_not_covered_and_says_so(real_stack, no_dispatch):

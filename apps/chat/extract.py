@@ -27,6 +27,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from apps.knowledge.retrieval import question_parts
+
 # ------------------------------------------------------------- lexical helpers (shared with highlight.py)
 
 WORD = re.compile(r"[a-z0-9]+")
@@ -516,20 +518,19 @@ MIN_CUT_CHARS = 60  # a unit is cut with "…" to fit the budget only if this mu
 def answer_extract(question: str, passages: list, *, max_items: int = 8, max_chars: int = 1200) -> list[dict]:
     """[{"text": ..., "n": 1, "document": file_name, "page": page}, ...] in reading order of relevance;
     [] when nothing answers. Passage i of ``passages`` (objects with .text, .file_name, .page) is [i + 1]."""
-    q = read_question(question)
     furniture = _page_furniture(passages)
     units = [u for i, p in enumerate(passages) for u in split_units(_without(p.text or "", furniture), i + 1)]
-    scored = _with_context(units, q)
-    weights = _product_weighted(idf_weights(scored), passages, q)
-    for s in scored:
-        _score(s, weights, q)
-    candidates = (s for s in scored if s.score > 0 and not s.unit.heading)
-    ranked = sorted(candidates, key=lambda s: (-s.score, -s.own))  # on a tie, what the unit itself says
+    q, scored, weights, ranked = _ranked(question, units, passages)
     if not ranked:
         return []
+    chosen = _chosen(ranked, scored, q, weights, max_items)
+    parts = question_parts(question)
+    if len(parts) > 1:
+        lead = _completed(ranked[0], scored, q, max_items)
+        chosen = _with_parts_answered(chosen, lead, parts, units, passages, max_items)
     items: list[dict] = []
     budget = max_chars
-    for s in _chosen(ranked, scored, q, weights, max_items):
+    for s in chosen:
         if len(items) == max_items or budget < min(MIN_CUT_CHARS, max_chars):
             break
         if any(_duplicates(s.unit.text, item["text"]) for item in items):
@@ -539,6 +540,45 @@ def answer_extract(question: str, passages: list, *, max_items: int = 8, max_cha
         passage = passages[s.unit.n - 1]
         items.append({"text": text, "n": s.unit.n, "document": passage.file_name, "page": passage.page})
     return items
+
+
+def _ranked(question: str, units: list[Unit], passages: list) -> tuple[Question, list[Scored], dict, list[Scored]]:
+    """The units scored for ``question``, and those that answer something of it, best first."""
+    q = read_question(question)
+    scored = _with_context(units, q)
+    weights = _product_weighted(idf_weights(scored), passages, q)
+    for s in scored:
+        _score(s, weights, q)
+    candidates = (s for s in scored if s.score > 0 and not s.unit.heading)
+    return q, scored, weights, sorted(candidates, key=lambda s: (-s.score, -s.own))  # on a tie, what it says
+
+
+PART_UNITS = 3  # a part of the question left unanswered adds at most its best unit and the two after it
+
+
+def _with_parts_answered(chosen: list[Scored], lead: list[Scored], parts: list[str], units: list[Unit],
+                         passages: list, max_items: int) -> list[Scored]:
+    """A question of several parts ("What wire size should I use …, and how far apart can they be?")
+    is scored as a whole, and its best lines may all answer one part. Each part whose own best line
+    is not shown yet gets it, with what completes it, right after the whole question's best lines:
+    the answer to every part fits in the budget before the further lines that only add to one."""
+    lead = [s for s in chosen if s in lead]
+    added: list[Scored] = []
+    for part in parts:
+        q, scored, _, ranked = _ranked(part, units, passages)
+        if not ranked:
+            continue
+        shown = chosen[:max_items] + added
+        # The part's best line that says something of it no line shown says.
+        said = set().union(*(_hits(s.unit.text, q) for s in shown))
+        best = next((s for s in ranked if s.hits - said), None)
+        if best is None or best.score < NEW_PAGE_SHARE * ranked[0].score:
+            continue  # this part is answered already
+        more = _completed(best, scored, q, max_items)[:PART_UNITS]
+        added += [m for m in more if not any(_duplicates(m.unit.text, s.unit.text) for s in lead + added)]
+    if not added:
+        return chosen
+    return lead + added + [s for s in chosen if s not in lead]
 
 
 _DIGITS = re.compile(r"\d+")
