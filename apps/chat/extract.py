@@ -523,11 +523,11 @@ def answer_extract(question: str, passages: list, *, max_items: int = 8, max_cha
     q, scored, weights, ranked = _ranked(question, units, passages)
     if not ranked:
         return []
-    chosen = _chosen(ranked, scored, q, weights, max_items)
+    first = _completed(ranked[0], scored, q, max_items)
+    chosen = _chosen(first, ranked, scored, q, weights, max_items)
     parts = question_parts(question)
     if len(parts) > 1:
-        lead = _completed(ranked[0], scored, q, max_items)
-        chosen = _with_parts_answered(chosen, lead, parts, units, passages, max_items)
+        chosen = _with_parts_answered(chosen, len(first), parts, units, passages, max_items)
     items: list[dict] = []
     budget = max_chars
     for s in chosen:
@@ -556,13 +556,13 @@ def _ranked(question: str, units: list[Unit], passages: list) -> tuple[Question,
 PART_UNITS = 3  # a part of the question left unanswered adds at most its best unit and the two after it
 
 
-def _with_parts_answered(chosen: list[Scored], lead: list[Scored], parts: list[str], units: list[Unit],
+def _with_parts_answered(chosen: list[Scored], lead: int, parts: list[str], units: list[Unit],
                          passages: list, max_items: int) -> list[Scored]:
     """A question of several parts ("What wire size should I use …, and how far apart can they be?")
     is scored as a whole, and its best lines may all answer one part. Each part whose own best line
     is not shown yet gets it, with what completes it, right after the whole question's best lines:
-    the answer to every part fits in the budget before the further lines that only add to one."""
-    lead = [s for s in chosen if s in lead]
+    the answer to every part fits in the budget before the further lines that only add to one.
+    ``lead``: how many of ``chosen`` are the whole question's best line and what completes it."""
     added: list[Scored] = []
     for part in parts:
         q, scored, _, ranked = _ranked(part, units, passages)
@@ -575,10 +575,8 @@ def _with_parts_answered(chosen: list[Scored], lead: list[Scored], parts: list[s
         if best is None or best.score < NEW_PAGE_SHARE * ranked[0].score:
             continue  # this part is answered already
         more = _completed(best, scored, q, max_items)[:PART_UNITS]
-        added += [m for m in more if not any(_duplicates(m.unit.text, s.unit.text) for s in lead + added)]
-    if not added:
-        return chosen
-    return lead + added + [s for s in chosen if s not in lead]
+        added += [m for m in more if not any(_duplicates(m.unit.text, s.unit.text) for s in chosen[:lead] + added)]
+    return chosen[:lead] + added + chosen[lead:]
 
 
 _DIGITS = re.compile(r"\d+")
@@ -613,13 +611,14 @@ def _without(text: str, furniture: set[str]) -> str:
 
 
 def _chosen(
-    ranked: list[Scored], scored: list[Scored], q: Question, weights: dict[str, float], max_items: int
+    first: list[Scored], ranked: list[Scored], scored: list[Scored], q: Question, weights: dict[str, float],
+    max_items: int,
 ) -> list[Scored]:
-    """The best unit with what completes it, then units that score nearly as well and answer a part of
+    """The best unit with what completes it (``first``), then units that score nearly as well and answer a part of
     the question nothing chosen so far answers (a second fact) or sit under another heading of a page
     already shown, and the best unit of each of the first cited pages nothing is shown from yet."""
     best = ranked[0]
-    chosen = _completed(best, scored, q, max_items)
+    chosen = list(first)
     covered = set().union(*(_says(s) for s in chosen))
     page_best: dict[int, Scored] = {}
     for s in ranked:
