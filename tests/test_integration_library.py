@@ -139,7 +139,8 @@ def test_each_part_of_a_two_part_question_gets_its_page_and_its_line(real_stack,
     question = ("What wire size should I use between the solar controller and the battery, "
                 "and how far apart can they be?")
     monkeypatch.undo()
-    shown = " ".join(item["text"] for item in answer_extract(question, retrieval.passages_retrieve(question).passages))
+    passages = retrieval.passages_retrieve(question).passages
+    shown = " ".join(item["text"] for item in answer_extract(question, passages))
     assert "2.5 mm²" in shown and "6 mm²" in shown and "less than 1 m" in shown, shown
 
 

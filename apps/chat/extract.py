@@ -542,7 +542,9 @@ def answer_extract(question: str, passages: list, *, max_items: int = 8, max_cha
     return items
 
 
-def _ranked(question: str, units: list[Unit], passages: list) -> tuple[Question, list[Scored], dict, list[Scored]]:
+def _ranked(
+    question: str, units: list[Unit], passages: list
+) -> tuple[Question, list[Scored], dict[str, float], list[Scored]]:
     """The units scored for ``question``, and those that answer something of it, best first."""
     q = read_question(question)
     scored = _with_context(units, q)
@@ -575,7 +577,8 @@ def _with_parts_answered(chosen: list[Scored], lead: int, parts: list[str], unit
         if best is None or best.score < NEW_PAGE_SHARE * ranked[0].score:
             continue  # this part is answered already
         more = _completed(best, scored, q, max_items)[:PART_UNITS]
-        added += [m for m in more if not any(_duplicates(m.unit.text, s.unit.text) for s in chosen[:lead] + added)]
+        before = chosen[:lead] + added
+        added += [m for m in more if not any(_duplicates(m.unit.text, s.unit.text) for s in before)]
     return chosen[:lead] + added + chosen[lead:]
 
 
@@ -614,9 +617,10 @@ def _chosen(
     first: list[Scored], ranked: list[Scored], scored: list[Scored], q: Question, weights: dict[str, float],
     max_items: int,
 ) -> list[Scored]:
-    """The best unit with what completes it (``first``), then units that score nearly as well and answer a part of
-    the question nothing chosen so far answers (a second fact) or sit under another heading of a page
-    already shown, and the best unit of each of the first cited pages nothing is shown from yet."""
+    """The best unit with what completes it (``first``), then units that score nearly as well and
+    answer a part of the question nothing chosen so far answers (a second fact) or sit under another
+    heading of a page already shown, and the best unit of each of the first cited pages nothing is
+    shown from yet."""
     best = ranked[0]
     chosen = list(first)
     covered = set().union(*(_says(s) for s in chosen))
