@@ -8,6 +8,9 @@ its words scattered over a page.
 
 The terms of every chunk are computed once, by the writer (the worker), and stored beside the
 chunk's vector (see ``ingest.index``); a reader builds the BM25 statistics from them in memory.
+
+A question is read here too: its terms (``query_terms``) and the questions it asks
+(``question_parts``), which retrieval searches and the extract answers one by one.
 """
 from __future__ import annotations
 
@@ -124,6 +127,26 @@ def code_tokens(text: str) -> dict[str, str]:
 def query_terms(text: str) -> list[str]:
     """The distinct terms of a question, in order."""
     return list(dict.fromkeys(analyze(text)))
+
+
+# "What baud rate does it use, and which bytes start a frame?": a second question after a comma or
+# "and", starting with a question word. Each part may be answered on another page.
+_PART_BREAK = re.compile(
+    r"(?:[?;]\s+|,\s*(?:and\s+|but\s+)?|\s+and\s+)(?=(?:how|what|which|when|where|why|who|is|are|can|could|"
+    r"do|does|should|must|will)\b)",
+    re.I,
+)
+PART_MIN_TERMS = 1  # a part without a content word of its own ("and why?") is not searched alone
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a question asks ("What UART baud rate does the PMS5003 use, and which two
+    start bytes begin each frame?" asks two); one part for a single question."""
+    parts = [p.strip(" ,;?.") for p in _PART_BREAK.split(question)]
+    parts = [p for p in parts if p]
+    if len(parts) < 2 or any(len(query_terms(p)) < PART_MIN_TERMS for p in parts):
+        return [question]
+    return parts
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """A question of several parts: where it is cut, and each part's page among the first passages."""
-from apps.knowledge.retrieval import question_parts
+from ingest.lexical import question_parts
 
 
 def test_a_second_question_after_a_comma_or_and_is_a_part_of_its_own():

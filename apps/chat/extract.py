@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from apps.knowledge.retrieval import question_parts
+from ingest.lexical import question_parts
 
 # ------------------------------------------------------------- lexical helpers (shared with highlight.py)
 

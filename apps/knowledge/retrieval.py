@@ -30,7 +30,7 @@ from django.conf import settings
 from apps.knowledge.models import Document
 from apps.knowledge.vector_index import manual_index_fresh
 from ingest.index import Hit, Passage
-from ingest.lexical import code_tokens, name_terms, query_terms
+from ingest.lexical import code_tokens, name_terms, query_terms, question_parts
 
 # Words of a manual's title that say what kind of document it is, not which device it covers.
 GENERIC_TITLE_WORDS = frozenset(
@@ -199,26 +199,9 @@ def _only_indexed(passages: list[Passage]) -> list[Passage]:
     return [p for p in passages if p.document_id in indexed]
 
 
-# "What baud rate does it use, and which bytes start a frame?": a second question after a comma or
-# "and", starting with a question word. Each part may be answered on another page.
-_PART_BREAK = re.compile(
-    r"(?:[?;]\s+|,\s*(?:and\s+|but\s+)?|\s+and\s+)(?=(?:how|what|which|when|where|why|who|is|are|can|could|"
-    r"do|does|should|must|will)\b)",
-    re.I,
-)
-PART_MIN_TERMS = 1  # a part without a content word of its own ("and why?") is not searched alone
+# A question of several parts (``ingest.lexical.question_parts``): each part's own page.
 PART_PLACE = 1  # a part's best page joins the question's first passages at the latest at this place (0-based)
 PART_MANUALS_FROM = 2  # a part is searched within the manuals of the whole question's first this many passages
-
-
-def question_parts(question: str) -> list[str]:
-    """The questions a question asks ("What UART baud rate does the PMS5003 use, and which two
-    start bytes begin each frame?" asks two); one part for a single question."""
-    parts = [p.strip(" ,;?.") for p in _PART_BREAK.split(question)]
-    parts = [p for p in parts if p]
-    if len(parts) < 2 or any(len(query_terms(p)) < PART_MIN_TERMS for p in parts):
-        return [question]
-    return parts
 
 
 def _with_parts(index, question: str, passages: list[Passage], min_score: float,
