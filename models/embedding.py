@@ -25,10 +25,14 @@ class Embedder(Protocol):
 
     def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]: ...
 
+    def embed_queries(self, texts: list[str]) -> list[list[float]]: ...
+
     def tokenize(self, text: str) -> list[str]: ...
 
 
-THREAD_MEMO = 4  # questions remembered per thread (an answer's thread embeds its question twice)
+# Query texts remembered per thread: an answer's thread embeds its question, each further part of
+# it and the past-incident search's text ahead, in one pass, and asks for them again one by one.
+THREAD_MEMO = 8
 WAVE_QUESTIONS = 4  # a pass of this many questions asked together runs on all cores (_threads_for)
 
 
@@ -57,6 +61,7 @@ class SentenceTransformerEmbedder:
         self._memo: dict[str, list[float]] = {}  # oldest first
         self._thread_memo = threading.local()
         self._waiting: dict = {}  # question → Future of its vector, for the next pass
+        self._callers = 0  # how many callers' questions the next pass holds
         self._waiting_lock = threading.Lock()
         self._embedding_queries = False
         self.query_memo = max(0, int(query_memo))
@@ -74,8 +79,13 @@ class SentenceTransformerEmbedder:
         return vectors.tolist()
 
     def _embed_query(self, text: str) -> list[float]:
-        """One text, remembered: an answer embeds its question for the manuals and again for the
-        past incidents (``query_memo`` texts per process, NANOSENTRI_EMBEDDING_QUERY_MEMO).
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Query texts, remembered: an answer embeds its question for the manuals and again for the
+        past incidents (``query_memo`` texts per process, NANOSENTRI_EMBEDDING_QUERY_MEMO). The texts
+        of one call go through the model in one pass: a question and its parts cost little more
+        than the question alone (MiniLM's passes over a few short texts cost about the same).
 
         Questions asked at the same moment are embedded together: while one pass runs, the
         questions that arrive wait for the next, which takes all of them at once. Fifty chats
@@ -85,38 +95,48 @@ class SentenceTransformerEmbedder:
         mine = getattr(self._thread_memo, "vectors", None)  # this thread's last questions, whatever
         if mine is None:                                     # the other chats ask meanwhile
             mine = self._thread_memo.vectors = {}
-        vector = mine.get(text) or self._memo.get(text)
-        if vector is None:
-            vector = self._embed_together(text)
+        found = {t: mine.get(t) or self._memo.get(t) for t in dict.fromkeys(texts)}
+        missing = [t for t, vector in found.items() if vector is None]
+        if missing:
+            found.update(zip(missing, self._embed_together(missing)))
             if self.query_memo:
                 with self._waiting_lock:  # answer threads share the memo
-                    self._memo[text] = vector
+                    for text in missing:
+                        self._memo[text] = found[text]
                     while len(self._memo) > self.query_memo:
                         self._memo.pop(next(iter(self._memo)), None)
-        mine[text] = vector
+        for text, vector in found.items():
+            mine.pop(text, None)
+            mine[text] = vector  # the most recent last
         while len(mine) > THREAD_MEMO:
             mine.pop(next(iter(mine)), None)
-        return list(vector)
+        return [list(found[t]) for t in texts]
 
-    def _embed_together(self, text: str) -> list[float]:
+    def _embed_together(self, texts: list[str]) -> list[list[float]]:
         from concurrent.futures import Future
 
         with self._waiting_lock:
-            future = self._waiting.get(text)
-            if future is None:
-                future = self._waiting[text] = Future()
+            futures = []
+            for text in texts:
+                future = self._waiting.get(text)
+                if future is None:
+                    future = self._waiting[text] = Future()
+                futures.append(future)
+            self._callers += 1
             leads = not self._embedding_queries
             if leads:
                 self._embedding_queries = True
         while leads:  # the first caller runs passes until nobody waits
             with self._waiting_lock:
                 batch = dict(self._waiting)
+                callers, self._callers = self._callers, 0
                 self._waiting.clear()
                 if not batch:
                     self._embedding_queries = False
                     break
             try:
-                with self._lock, _threads_for(len(batch)):
+                # A wave of chats takes both cores; one chat's question and its parts, one thread.
+                with self._lock, _threads_for(callers):
                     vectors = self._encode(list(batch), len(batch))
             except BaseException as exc:
                 for waiting in batch.values():
@@ -124,7 +144,7 @@ class SentenceTransformerEmbedder:
                 continue
             for waiting, row in zip(batch.values(), vectors):
                 waiting.set_result(row.tolist())
-        return future.result()
+        return [future.result() for future in futures]
 
     def _encode(self, texts: list[str], batch_size: int):
         return self._model.encode(
@@ -209,6 +229,9 @@ class MockEmbedder:
 
     def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]:
         return [self._vector(t) for t in texts]
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts)
 
 
 _instances: dict[tuple, Embedder] = {}

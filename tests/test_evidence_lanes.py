@@ -44,13 +44,13 @@ def _ask(user, question: str):
 
 
 def _one_lane_and_embeddings_seen(monkeypatch):
-    """One evidence lane, and the list of the texts the embedder is asked for, in order."""
+    """One evidence lane, and the lists of query texts the embedder is asked for (a list a pass), in order."""
     lanes = threading.BoundedSemaphore(1)
     monkeypatch.setattr(services, "_EVIDENCE_LANES", lanes)
     embedder = get_vector_index().embedder
     embedded = []
-    real_embed = embedder.embed
-    monkeypatch.setattr(embedder, "embed", lambda texts, *a, **k: embedded.append(list(texts)) or real_embed(texts, *a, **k))
+    real_embed = embedder.embed_queries
+    monkeypatch.setattr(embedder, "embed_queries", lambda texts: embedded.append(list(texts)) or real_embed(texts))
     return lanes, embedded
 
 
@@ -74,7 +74,7 @@ def test_a_chat_waits_for_an_evidence_lane_with_its_question_already_embedded(te
 
 def test_the_past_incident_search_text_is_embedded_on_arrival_too(technician, monkeypatch, settings):
     """The incident search embeds the question without device type keys; that text is embedded
-    ahead as well, so the chat's turn in its lane costs no embedding pass."""
+    ahead as well, with the question, so the chat's turn in its lane costs no embedding pass."""
     from apps.assets.models import DeviceType
 
     settings.NANOSENTRI_LLM_NARRATIVE = False
@@ -85,7 +85,23 @@ def test_the_past_incident_search_text_is_embedded_on_arrival_too(technician, mo
     lanes.acquire()
     events, done = _ask(technician, "What does ERROR HIGH TEMP mean on the SMARTEVSE?")
     time.sleep(0.5)
-    assert embedded == [["What does ERROR HIGH TEMP mean on the SMARTEVSE?"], ["What does ERROR HIGH TEMP mean on the ?"]]
+    assert embedded == [["What does ERROR HIGH TEMP mean on the SMARTEVSE?", "What does ERROR HIGH TEMP mean on the ?"]]
+    lanes.release()
+    assert done.wait(20) and events[-1]["type"] == "done"
+
+
+def test_a_question_of_two_parts_is_embedded_on_arrival_with_its_second_part(technician, monkeypatch, settings):
+    """Retrieval searches the second part on its own words too: that text goes through the embedder
+    in the question's pass, not in a pass of its own after the chat's lane is free."""
+    settings.NANOSENTRI_LLM_NARRATIVE = False
+    _index_manual()
+    lanes, embedded = _one_lane_and_embeddings_seen(monkeypatch)
+
+    lanes.acquire()
+    events, done = _ask(technician, "What does ERROR HIGH TEMP mean and when does charging resume?")
+    time.sleep(0.5)
+    assert embedded == [["What does ERROR HIGH TEMP mean and when does charging resume?",
+                         "when does charging resume? What does ERROR HIGH TEMP mean"]]
     lanes.release()
     assert done.wait(20) and events[-1]["type"] == "done"
 
@@ -169,3 +185,35 @@ def test_a_wave_of_questions_runs_on_all_cores_with_the_vectors_of_one_at_a_time
         del embedder._encode
         embedder.forget_queries()
         torch.set_num_threads(before)
+
+
+@pytest.mark.integration
+def test_a_question_and_its_parts_are_embedded_in_one_pass_with_the_vectors_they_get_alone(real_stack):
+    """Real MiniLM: ``embed_queries`` runs its texts through the model together, each vector the one
+    its text gets alone; asked again one by one (as retrieval and the incident search do), they come
+    from memory and cost no pass."""
+    import numpy as np
+
+    from models.embedding import get_embedder
+
+    embedder = get_embedder()
+    texts = ["What wire size should I use, and how far apart can they be?",
+             "how far apart can they be? What wire size should I use", "What wire size should I use"]
+    alone = []
+    for text in texts:
+        embedder.forget_queries()
+        alone.append(embedder.embed([text])[0])
+    embedder.forget_queries()
+    passes = []
+    real_encode = embedder._encode
+    embedder._encode = lambda batch, n: passes.append(list(batch)) or real_encode(batch, n)
+    try:
+        together = embedder.embed_queries(texts + [texts[0]])  # a repeat is embedded once
+        again = [embedder.embed([text])[0] for text in texts]
+    finally:
+        del embedder._encode
+        embedder.forget_queries()
+    assert passes == [texts]
+    assert np.allclose(np.array(together[:3]), np.array(alone), atol=1e-5)
+    assert together[3] == together[0]
+    assert again == together[:3]

@@ -124,7 +124,15 @@ def test_each_part_of_a_two_part_question_gets_its_page_and_its_line(real_stack,
     question = ("What size cable should I run from the solar charge controller to the battery, "
                 "and how far apart can they be?")
 
+    embedder = retrieval.manual_index_fresh().embedder
+    embedder.forget_queries()
+    passes = []
+    real_encode = embedder._encode
+    monkeypatch.setattr(embedder, "_encode", lambda texts, n: passes.append(list(texts)) or real_encode(texts, n))
     found = retrieval.passages_retrieve(question)
+    # The question and its second part ("how far apart can they be? What size cable …") went through
+    # the model together, in one pass.
+    assert passes == [[question, retrieval.part_search_texts(question)[0]]], passes
     monkeypatch.setattr(retrieval, "question_parts", lambda q: [q])
     whole = retrieval.passages_retrieve(question)
 

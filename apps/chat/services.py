@@ -35,7 +35,7 @@ from apps.chat.model_route import answer_evidence, answer_route, evidence_privac
 from apps.chat.models import Citation, Conversation, Message
 from apps.chat.prompting import build_prompt, not_covered_text
 from apps.chat.rendering import answer_text, render_answer
-from apps.knowledge.retrieval import passages_retrieve
+from apps.knowledge.retrieval import part_search_texts, passages_retrieve
 from models.errors import ModelUnavailable
 from models.llm import generation_queue
 from models.llm.router import RoutedAnswer
@@ -430,11 +430,11 @@ def _question_embedded(question) -> None:
     reads = incident_reads()
     try:
         embedder = get_vector_index().embedder
-        embedder.embed([text])
-        # ... and the text the past-incident search embeds (the question without device names).
+        # The question, its further parts (searched on their own) and the text the past-incident
+        # search embeds (the question without device names), in one pass.
         incident_text = reads.search_text(text) if reads and reads.search_text else ""
-        if incident_text and incident_text != text:
-            embedder.embed([incident_text])
+        other = [incident_text] if incident_text and incident_text != text else []
+        embedder.embed_queries([text, *part_search_texts(text), *other])
     except Exception:  # the retrieval and the incident search report it, in their place
         log.debug("embedding ahead failed", exc_info=True)
 

@@ -75,7 +75,8 @@ def passages_retrieve(
     min_score = settings.NANOSENTRI_RETRIEVAL_MIN_SCORE if min_score is None else min_score
     index = manual_index_fresh()
     terms = query_terms(question)
-    query_vector = index.embedder.embed([question])[0]
+    # The question and its further parts (``_with_parts``) in one pass of the embedder.
+    query_vector = index.embedder.embed_queries([question, *part_search_texts(question)])[0]
     named = _named_documents(terms) if not document_ids else set()
     if named:  # "on the ESP32-EVB …": the page is looked for in that manual, by what is asked of it
         candidates = _candidates(index, query_vector, _without_names(terms, named), named)
@@ -217,10 +218,8 @@ def _with_parts(index, question: str, passages: list[Passage], min_score: float,
     if document_ids:
         manuals &= set(document_ids)
     chosen = list(passages)
-    for part in parts[1:]:
-        # The part first, with the first part after it for what "they" and "it" refer to.
-        text = f"{part}? {parts[0]}"
-        vector = index.embedder.embed([text])[0]
+    for part, text in zip(parts[1:], part_search_texts(question)):
+        vector = index.embedder.embed_queries([text])[0]
         found = _fuse(_only_indexed(_candidates(index, vector, query_terms(part), manuals)), set())
         best = next((p for p in found if p.score >= min_score), None)
         if best is None:
@@ -233,6 +232,13 @@ def _with_parts(index, question: str, passages: list[Passage], min_score: float,
             best = chosen.pop(at)
         chosen.insert(min(PART_PLACE, len(chosen)), best)
     return chosen
+
+
+def part_search_texts(question: str) -> list[str]:
+    """What each further part of ``question`` is searched with: the part first, with the first part
+    after it for what "they" and "it" refer to. [] for a question of one part."""
+    parts = question_parts(question)
+    return [f"{part}? {parts[0]}" for part in parts[1:]]
 
 
 def _fuse(passages: list[Passage], named: set[int]) -> list[Passage]:
