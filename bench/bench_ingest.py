@@ -18,6 +18,8 @@ its chunk size set so that the embedder truncates nothing, same manuals, same em
   is started by the warm-up and kept, as in the worker.
 * **app, no snippets**: the app with NANOSENTRI_INGEST_SNIPPET_SENTENCES=0, its chunks' vectors
   only (what the snippets cost at ingest; ``ingest/snippets.py``).
+* **app, snippets off the chunk** (or **app, snippets alone** when NANOSENTRI_INGEST_SNIPPET_VECTORS
+  is ``chunk``): the app with its snippets' vectors made the other way (``ingest_file(snippet_vectors=...)``).
 * **llama-index**: ``SimpleDirectoryReader(input_files=...).load_data()`` then
   ``VectorStoreIndex.from_documents(docs, embed_model=as_llama_index(<the same model>),
   transformations=[SentenceSplitter(chunk_size=C, chunk_overlap=O, tokenizer=T)])``, everything
@@ -121,6 +123,14 @@ class CountingEmbedder:
         self.texts.extend(texts)
         return vectors
 
+    def embed_spans(self, texts, spans, batch_size: int = 64):
+        started = time.perf_counter()
+        result = self.inner.embed_spans(texts, spans, batch_size=batch_size)
+        self.seconds += time.perf_counter() - started
+        self.calls.append((list(texts), batch_size, spans))
+        self.texts.extend(texts)
+        return result
+
     def tokenize(self, text: str):
         return self.inner.tokenize(text)
 
@@ -173,7 +183,7 @@ class StageClock:
         from ingest.read_ahead import PagesAhead
         from ingest.reader_process import PagesInProcess
 
-        for name, stage in (("chunk_window", "chunk"), ("embed_in_batches", "embed")):
+        for name, stage in (("chunk_window", "chunk"), ("embed_entries", "embed")):
             self._saved[(pipeline, name)] = getattr(pipeline, name)
             setattr(pipeline, name, self._wrap(stage, getattr(pipeline, name)))
         # Reading: opening the document (title, page count) and reading each page.
@@ -257,15 +267,16 @@ class Arm:
     """One configuration timed in every run: a pipeline, its embedder and torch's thread count."""
 
     def __init__(self, name: str, kind: str, embedder: CountingEmbedder, threads: int, note: str = "",
-                 reader: str = "", snippets: int | None = None):
+                 reader: str = "", snippets: int | None = None, snippet_vectors: str = ""):
         self.name, self.kind, self.embedder, self.threads, self.note = name, kind, embedder, threads, note
         self.reader = reader  # where an app arm reads the pages (NANOSENTRI_INGEST_READER)
         self.snippets = snippets  # an app arm's sentences per snippet (None: the setting's)
+        self.snippet_vectors = snippet_vectors  # how its snippets get their vectors ("": the setting's)
         self.results: list[dict] = []
 
 
 def run_app(manuals, embedder, settings, store_dir: Path, clock: StageClock, reader: str,
-            snippets: int | None = None) -> dict:
+            snippets: int | None = None, snippet_vectors: str = "") -> dict:
     from ingest.index import SearchIndex, build_vector_store
     from ingest.pipeline import ingest_file
 
@@ -288,6 +299,7 @@ def run_app(manuals, embedder, settings, store_dir: Path, clock: StageClock, rea
             window_pages=settings.NANOSENTRI_INGEST_WINDOW_PAGES,
             page_reader=reader,
             snippet_sentences=settings.NANOSENTRI_INGEST_SNIPPET_SENTENCES if snippets is None else snippets,
+            snippet_vectors=snippet_vectors or settings.NANOSENTRI_INGEST_SNIPPET_VECTORS,
         )
         pages += result.page_count
         chunks += result.chunk_count
@@ -391,7 +403,7 @@ def padded_positions(calls, embedder) -> int:
     (longest first), cuts them into batches of ``batch_size`` and pads each to its longest text.
     """
     total = 0
-    for texts, batch_size in calls:
+    for texts, batch_size, *_ in calls:
         lengths = embedder.token_lengths(texts)
         if getattr(embedder, "batch_tokens", 0) and len(texts) > 1:
             batches = embedder.length_batches(texts, batch_size)
@@ -432,7 +444,7 @@ def experiments(app_result, plain, configured, settings, default_threads: int, r
     import numpy as np
     import torch
 
-    calls = [texts for texts, _ in app_result["calls"]]
+    calls = [texts for texts, *_ in app_result["calls"]]
     chunks = [t for texts in calls for t in texts]
     batch = settings.NANOSENTRI_EMBEDDING_BATCH
     model = plain._model
@@ -653,6 +665,11 @@ def run(args, data_dir: Path) -> int:
         arms.append(Arm("app, no snippets", "app", CountingEmbedder(app_embedder), worker_threads,
                         f"{_threads_label(worker_threads)}, {app_batching}, reader {reader}, "
                         "NANOSENTRI_INGEST_SNIPPET_SENTENCES=0 (chunk vectors only)", reader, snippets=0))
+        other_vectors = "chunk" if settings.NANOSENTRI_INGEST_SNIPPET_VECTORS == "alone" else "alone"
+        arms.append(Arm("app, snippets off the chunk" if other_vectors == "chunk" else "app, snippets alone", "app",
+                        CountingEmbedder(app_embedder), worker_threads,
+                        f"{_threads_label(worker_threads)}, {app_batching}, reader {reader}, "
+                        f"NANOSENTRI_INGEST_SNIPPET_VECTORS={other_vectors}", reader, snippet_vectors=other_vectors))
     if args.options == "on":
         options = []
         if worker_threads != default_threads:
@@ -677,12 +694,16 @@ def run(args, data_dir: Path) -> int:
         cpu = time.process_time()  # every thread of this process: work done, whatever the machine's load
         try:
             if arm.kind == "app":
-                result = run_app(manuals, arm.embedder, settings, store, clock, arm.reader, arm.snippets)
+                result = run_app(manuals, arm.embedder, settings, store, clock, arm.reader, arm.snippets,
+                                 arm.snippet_vectors)
                 cpu_app = time.process_time() - cpu
                 # The pure embedding time of the same chunks: the same calls, alone (step 4: wall ≤ 1.10 × it).
                 started = time.perf_counter()
-                for texts, batch_size in result["calls"]:
-                    arm.embedder.inner.embed(texts, batch_size=batch_size)
+                for texts, batch_size, *spans in result["calls"]:
+                    if spans:
+                        arm.embedder.inner.embed_spans(texts, spans[0], batch_size=batch_size)
+                    else:
+                        arm.embedder.inner.embed(texts, batch_size=batch_size)
                 result["pure_embed"] = time.perf_counter() - started
                 result["cpu"] = cpu_app
                 return result
@@ -727,8 +748,8 @@ def run(args, data_dir: Path) -> int:
         tok = token_counts(arm.results[-1], arm.embedder)
         if tok["truncated_chunks"]:
             say(f"WARNING: {arm.name} truncated {tok['truncated_chunks']} chunks")
-    same_app_texts = all(a.results[-1]["texts"] == app.results[-1]["texts"]
-                         for a in arms if a.kind == "app" and a.snippets is None)
+    same_app_texts = all(sorted(a.results[-1]["texts"]) == sorted(app.results[-1]["texts"])
+                         for a in arms if a.kind == "app" and a.snippets is None and not a.snippet_vectors)
 
     lines = ["## Ingest at equal coverage: app pipeline vs llama-index (chunk size for MiniLM)", ""]
     lines += header
@@ -750,7 +771,8 @@ def run(args, data_dir: Path) -> int:
         f"default 1024/200 tiktoken), embed batch {as_batch_size()}, SimpleVectorStore in memory; "
         f"PDFs read with {reader_note}",
         f"- runs: {args.runs} of every arm after one untimed warm-up each, order rotated every run; medians",
-        f"- the app arms embedded the same texts (but the one without snippets): {'yes' if same_app_texts else 'NO'}",
+        f"- the app arms embedded the same texts (but the ones without snippets or with them made the other way): "
+        f"{'yes' if same_app_texts else 'NO'}",
         f"- app: {app.results[-1]['chunks']} chunks and their snippets "
         f"(NANOSENTRI_INGEST_SNIPPET_SENTENCES {settings.NANOSENTRI_INGEST_SNIPPET_SENTENCES}) are the texts embedded",
         "",

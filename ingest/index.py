@@ -23,7 +23,7 @@ import numpy as np
 
 from ingest.chunk import Chunk
 from ingest.lexical import BM25, analyze, best_positions
-from ingest.snippets import best_cosine, pack, snippets, unpack
+from ingest.snippets import best_cosine, pack, snippet_spans, snippets, unpack
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Entry:
     group: str = ""  # entries deleted together (a document's chunks)
     lexical_text: str = ""  # defaults to embed_text
     snippets: list[str] = field(default_factory=list)  # embedded each on its own (ingest.snippets)
+    snippet_spans: list = field(default_factory=list)  # or read in embed_text: each one's character ranges
     snippet_vectors: list | None = None  # their vectors, once embedded (embed_entries)
 
     def __post_init__(self):
@@ -155,6 +156,7 @@ def chunk_entries(
     entries = []
     for chunk in chunks:
         context = " — ".join(filter(None, [title, chunk.heading[:MAX_TITLE_CHARS]]))
+        body = len(context) + 1  # where chunk.text starts in embed_text
         entries.append(
             Entry(
                 node_id=node_id(document_id, chunk.index),
@@ -164,6 +166,10 @@ def chunk_entries(
                 # about the previous section (3 vs 4 covered questions refused on the library set).
                 lexical_text=f"{title}\n{chunk.text}",
                 snippets=[f"{context}\n{snippet}" for snippet in snippets(chunk.text, snippet_sentences)],
+                # Read off the chunk's pass instead (NANOSENTRI_INGEST_SNIPPET_VECTORS=chunk): the title
+                # and heading and the snippet's sentences, as the chunk's pass read them.
+                snippet_spans=[[(0, len(context))] + [(body + a, body + b) for a, b in ranges]
+                               for ranges in snippet_spans(chunk.text, snippet_sentences)],
                 group=str(document_id),
                 metadata={
                     "document_id": str(document_id),
@@ -180,9 +186,18 @@ def chunk_entries(
     return entries
 
 
-def embed_entries(entries: list[Entry], embed) -> list[list[float]]:
-    """The entries' vectors, made with their snippets' in one pass of ``embed`` (a function of a
-    list of texts); each entry keeps its snippets' vectors in ``snippet_vectors``."""
+def embed_entries(entries: list[Entry], embed, embed_spans=None) -> list[list[float]]:
+    """The entries' vectors; each entry keeps its snippets' vectors in ``snippet_vectors``.
+
+    With ``embed_spans`` (a function of texts and their spans, as ``Embedder.embed_spans``), a
+    snippet's vector is read off its chunk's pass (``snippet_spans``); without it, the snippets are
+    embedded alone, in the same call of ``embed`` (a function of a list of texts) as the chunks.
+    """
+    if embed_spans is not None:
+        vectors, parts = embed_spans([e.embed_text for e in entries], [e.snippet_spans for e in entries])
+        for entry, snippet_vectors in zip(entries, parts):
+            entry.snippet_vectors = snippet_vectors
+        return list(vectors)
     texts = [e.embed_text for e in entries] + [s for e in entries for s in e.snippets]
     vectors = embed(texts)
     start = len(entries)

@@ -35,6 +35,9 @@ from ingest.snippets import SNIPPET_SENTENCES
 CONTEXT_TOKENS = 56  # two lines of at most ingest.index.MAX_TITLE_CHARS characters
 WINDOW_PAGES = 16
 PAGE_READERS = ("process", "thread")  # where the pages are read (NANOSENTRI_INGEST_READER)
+# How a snippet gets its vector (NANOSENTRI_INGEST_SNIPPET_VECTORS): "alone", embedded on its own;
+# "chunk", read off its chunk's pass (Embedder.embed_spans): ~3 times faster ingest, ranks a little worse.
+SNIPPET_VECTORS = ("alone", "chunk")
 
 
 class Progress(Protocol):
@@ -70,9 +73,12 @@ def ingest_file(
     window_pages: int = WINDOW_PAGES,
     page_reader: str = "process",
     snippet_sentences: int = SNIPPET_SENTENCES,
+    snippet_vectors: str = "alone",
 ) -> IngestResult:
     if page_reader not in PAGE_READERS:
         raise ValueError(f"page_reader must be one of {', '.join(PAGE_READERS)}, not {page_reader!r}")
+    if snippet_vectors not in SNIPPET_VECTORS:
+        raise ValueError(f"snippet_vectors must be one of {', '.join(SNIPPET_VECTORS)}, not {snippet_vectors!r}")
     progress("parsing", pages_done=0, pages_total=0, chunks_done=0, chunks_total=0)
     state = {"pages_done": 0, "chunks": 0}
 
@@ -93,7 +99,9 @@ def ingest_file(
             # What is embedded carries the manual's title and the section heading; what is shown stays the page's.
             entries = chunk_entries(document_id=document_id, file_name=file_name, chunks=chunks, title=reader.title,
                                     snippet_sentences=snippet_sentences)
-            vectors = embed_entries(entries, lambda texts: embed_in_batches(texts, embedder, batch_size=batch_size))
+            vectors = embed_entries(entries, lambda texts: embed_in_batches(texts, embedder, batch_size=batch_size),
+                                    embed_spans=(lambda texts, spans: embedder.embed_spans(texts, spans, batch_size))
+                                    if snippet_vectors == "chunk" else None)
             index.add_entries(entries, vectors, replace=False)  # the document's entries were removed first
             state["chunks"] += len(chunks)
             del entries, vectors

@@ -6,6 +6,8 @@ A chunk's vector stands for all of its 150–200 word pieces. A question in a te
 question while that line's is close. Each chunk therefore also gets the vectors of its snippets
 (two sentences or lines each, overlapping by one, embedded with the chunk's title and heading like
 the chunk itself), stored with the chunk; ranking adds the best snippet's cosine to the chunk's.
+With NANOSENTRI_INGEST_SNIPPET_VECTORS=chunk a snippet's vector is read off its chunk's own pass
+instead (``snippet_spans``, ``Embedder.embed_spans``): no pass of its own, a little worse ranking.
 
 The snippets are only looked at for the chunks the vector search found (``SearchIndex.snippet_cosines``):
 they re-rank, they are not an index of their own. Stored in the chunk's metadata (int8, a scale per
@@ -24,19 +26,42 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MIN_WORDS = 3  # "Figure 3", "ESP32-EVB" and page numbers are no sentence to match a question on
 
 
-def sentences(text: str) -> list[str]:
-    """The sentences and lines of ``text`` that have at least MIN_WORDS words, in order.
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Where the sentences and lines of ``text`` that have at least MIN_WORDS words are: (start,
+    end) character offsets, in order.
 
     Manuals write values one per line ("Operating voltage 4.5~5.5V"), in tables and lists without
     a full stop: a line is a sentence as much as text ending in ". " is.
     """
     found = []
-    for line in text.splitlines():
-        for sentence in SENTENCE_END.split(line):
-            sentence = sentence.strip()
-            if len(sentence.split()) >= MIN_WORDS:
-                found.append(sentence)
+    line_start = 0
+    for line in text.splitlines(keepends=True):
+        start = 0
+        for separator in [*SENTENCE_END.finditer(line), None]:
+            end = separator.start() if separator else len(line)
+            piece = line[start:end]
+            stripped = piece.strip()
+            if len(stripped.split()) >= MIN_WORDS:
+                first = line_start + start + (len(piece) - len(piece.lstrip()))
+                found.append((first, first + len(stripped)))
+            if separator:
+                start = separator.end()
+        line_start += len(line)
     return found
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences and lines of ``text`` that have at least MIN_WORDS words, in order."""
+    return [text[start:end] for start, end in sentence_spans(text)]
+
+
+def snippet_spans(text: str, size: int) -> list[list[tuple[int, int]]]:
+    """Where each run of ``size`` consecutive sentences of ``text`` is (all of them when it has
+    fewer): the (start, end) offsets of its sentences, as ``snippets`` joins them."""
+    if size <= 0:
+        return []
+    found = sentence_spans(text)
+    return [found[start:start + size] for start in range(max(1, len(found) - size + 1))] if found else []
 
 
 def snippets(text: str, size: int) -> list[str]:

@@ -27,6 +27,8 @@ class Embedder(Protocol):
 
     def embed_queries(self, texts: list[str]) -> list[list[float]]: ...
 
+    def embed_spans(self, texts: list[str], spans: list, batch_size: int = 64) -> tuple[list, list]: ...
+
     def tokenize(self, text: str) -> list[str]: ...
 
 
@@ -155,6 +157,53 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
 
+    def embed_spans(self, texts: list[str], spans: list[list[list[tuple[int, int]]]],
+                    batch_size: int = 64) -> tuple[list[list[float]], list[list[list[float]]]]:
+        """Each text's vector, and a vector for each part of it, from the same pass over the text.
+
+        ``spans[i]`` lists parts of ``texts[i]``, each as the (start, end) character ranges it
+        covers. A part's vector is the mean of the model's output for the word pieces in its
+        ranges, normalized: the part as the model read it within the whole text ("late chunking";
+        MiniLM's own vector is the mean over all of the text's word pieces). It costs no pass of
+        its own, where embedding each part alone cost the ingest 2.7 times the word pieces
+        (docs/benchmarks.md §2). A part none of whose word pieces the model read (cut at
+        max_tokens) gets the text's vector.
+        """
+        import numpy as np
+        import torch
+
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        parts: list[list[list[float]]] = [[] for _ in texts]
+        for batch in self._passes(texts, batch_size):
+            encoded = self._tokenizer([texts[i] for i in batch], padding=True, truncation=True,
+                                      max_length=self.max_tokens, return_offsets_mapping=True, return_tensors="pt")
+            offsets = encoded.pop("offset_mapping").numpy()
+            with self._lock, torch.inference_mode():
+                output = self._model(dict(encoded))
+            tokens = output["token_embeddings"].float().numpy()
+            vectors[batch] = output["sentence_embedding"].float().numpy()
+            for row, i in enumerate(batch):
+                starts, ends = offsets[row, :, 0], offsets[row, :, 1]
+                read = ends > starts  # a word piece of the text: not [CLS], [SEP] or padding
+                for ranges in spans[i]:
+                    inside = np.zeros_like(read)
+                    for start, end in ranges:
+                        inside |= read & (starts < end) & (ends > start)
+                    if inside.any():
+                        pooled = tokens[row][inside].mean(axis=0)
+                        parts[i].append((pooled / (np.linalg.norm(pooled) or 1.0)).tolist())
+                    else:
+                        parts[i].append(vectors[i].tolist())
+        return vectors.tolist(), parts
+
+    def _passes(self, texts: list[str], batch_size: int) -> list[list[int]]:
+        """Indexes of ``texts`` in forward passes: by length when ``batch_tokens`` is set (see
+        ``_encode_by_length``), else ``batch_size`` at a time, longest first as sentence-transformers does."""
+        if self.batch_tokens:
+            return self.length_batches(texts, batch_size)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
     def forget_queries(self) -> None:
         """Forget the remembered question vectors (benchmarks time every question's embedding)."""
         with self._waiting_lock:
@@ -232,6 +281,12 @@ class MockEmbedder:
 
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
         return self.embed(texts)
+
+    def embed_spans(self, texts: list[str], spans, batch_size: int = 64):
+        """The texts' vectors and, for each part, the vector of its words (no context in a bag of words)."""
+        parts = [[self._vector(" ".join(text[start:end] for start, end in ranges)) for ranges in text_spans]
+                 for text, text_spans in zip(texts, spans)]
+        return [self._vector(t) for t in texts], parts
 
 
 _instances: dict[tuple, Embedder] = {}

@@ -337,6 +337,11 @@ NANOSENTRI_INGEST_READER = envchoice("NANOSENTRI_INGEST_READER", "process", ("pr
 # (ingest/snippets.py; figures in docs/benchmarks.md). 0 embeds no snippets: ingest embeds about
 # 2.7x fewer word pieces, and a library indexed so ranks by chunk vectors alone.
 NANOSENTRI_INGEST_SNIPPET_SENTENCES = envint("NANOSENTRI_INGEST_SNIPPET_SENTENCES", 2)
+# How each snippet gets its vector: "alone", embedded on its own with the title and heading (the
+# best ranking); "chunk", read off its chunk's pass, the mean of the model's output over the title,
+# heading and the snippet's sentences ("late chunking"): ingest embeds no more word pieces than
+# with no snippets, and ranks between no snippets and "alone" (docs/benchmarks.md §2 and §3).
+NANOSENTRI_INGEST_SNIPPET_VECTORS = envchoice("NANOSENTRI_INGEST_SNIPPET_VECTORS", "alone", ("alone", "chunk"))
 NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT = envfloat("NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT", 2.0)
 NANOSENTRI_RETRIEVAL_TOP_K = envint("NANOSENTRI_RETRIEVAL_TOP_K", 4)
 NANOSENTRI_RETRIEVAL_MIN_SCORE = envfloat("NANOSENTRI_RETRIEVAL_MIN_SCORE", 0.32)

@@ -175,6 +175,42 @@ def test_an_unknown_page_reader_is_refused(tmp_path):
                     chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, page_reader="fork")
 
 
+def test_an_unknown_way_of_making_snippet_vectors_is_refused(tmp_path):
+    path = tmp_path / "p.pdf"
+    path.write_bytes(make_pdf(_pages(1)))
+    with pytest.raises(ValueError, match="snippet_vectors must be one of alone, chunk, not 'late'"):
+        ingest_file(path, document_id=1, file_name="p.pdf", index=None, embedder=None, chunk_tokens=200,
+                    chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, snippet_vectors="late")
+
+
+@pytest.mark.parametrize("snippet_vectors", ["alone", "chunk"])
+def test_the_worker_makes_snippet_vectors_as_the_setting_says(db, tmp_path, settings, snippet_vectors):
+    """Mock embedder: "chunk" embeds the chunks only and takes each snippet's vector from their pass;
+    "alone" embeds each snippet too. Either way every chunk with sentences stores its snippets."""
+    from apps.knowledge.vector_index import get_vector_index
+    from models.embedding import get_embedder
+
+    settings.NANOSENTRI_INGEST_SNIPPET_VECTORS = snippet_vectors
+    document = _add(tmp_path, "relays.pdf", make_pdf(_pages(3)))
+    embedder = get_embedder()
+    calls = {"embed": [], "embed_spans": []}
+    with mock.patch.object(embedder, "embed", side_effect=lambda texts, batch_size=64: calls["embed"].extend(texts)
+                           or type(embedder).embed(embedder, texts)), \
+         mock.patch.object(embedder, "embed_spans", side_effect=lambda texts, spans, batch_size=64:
+                           calls["embed_spans"].extend(texts) or type(embedder).embed_spans(embedder, texts, spans)):
+        document_ingest(document_id=document.pk)
+    document.refresh_from_db()
+    assert document.status == Document.Status.INDEXED and document.chunk_count == 3
+    chunks_and_snippets = len(calls["embed"]) + len(calls["embed_spans"])
+    if snippet_vectors == "chunk":
+        assert calls["embed"] == [] and len(calls["embed_spans"]) == 3
+    else:
+        assert calls["embed_spans"] == [] and chunks_and_snippets > 3
+    index = get_vector_index()
+    index.lexical_stats()
+    assert all(v is not None and len(v) for v in index._lexical.snippets)
+
+
 def test_cancel_stops_between_windows_and_leaves_nothing_indexed(db, tmp_path, settings, broadcasts):
     settings.NANOSENTRI_INGEST_WINDOW_PAGES = 2
     document = _add(tmp_path, "long.pdf", make_pdf(_pages(12)))

@@ -9,7 +9,7 @@ from apps.knowledge.retrieval import passages_retrieve
 from apps.knowledge.vector_index import get_vector_index, open_search_index
 from ingest.chunk import Chunk
 from ingest.index import SNIPPETS_KEY, chunk_entries, embed_entries
-from ingest.snippets import best_cosine, pack, sentences, snippets, unpack
+from ingest.snippets import best_cosine, pack, sentence_spans, sentences, snippet_spans, snippets, unpack
 from models.embedding import get_embedder
 from tests.conftest import SHARED
 
@@ -157,3 +157,107 @@ def test_real_manuals_put_the_page_with_the_answering_line_first(real_stack, mon
     assert first_pages() == questions
     real_stack.NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT = 0
     assert first_pages() == {q: page for q, page in zip(questions, [9, 7])}
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The bundled MiniLM (the tests' settings give the mock embedder)."""
+    from models.embedding import SentenceTransformerEmbedder
+    from models.paths import embedding_model_path
+
+    return SentenceTransformerEmbedder(str(embedding_model_path()))
+
+
+def test_snippet_spans_are_where_the_snippets_are():
+    text = "  Intro\nEach relay can switch up to 10A at 250VAC.  The coil is driven by GPIO32!\r\nFigure 3\nLast line has words"
+    for size in (1, 2, 3):
+        assert [" ".join(text[a:b] for a, b in ranges) for ranges in snippet_spans(text, size)] == snippets(text, size)
+    assert [text[a:b] for a, b in sentence_spans(text)] == sentences(text)
+    assert snippet_spans(text, 0) == [] and snippet_spans("Figure 3", 2) == []
+
+
+def test_a_snippets_vector_read_off_its_chunk_is_the_mean_of_its_word_pieces(minilm):
+    """Real MiniLM: one pass gives the chunk's vector (as embed() does) and each part's, the mean of
+    the model's output over the part's word pieces, normalized."""
+    embedder = minilm
+    text = "Relay board\nEach relay can switch up to 10A at 250VAC. The coil is driven by GPIO32."
+    first, second = (12, 54), (55, 84)
+    assert text[slice(*first)] == "Each relay can switch up to 10A at 250VAC."
+    vectors, parts = embedder.embed_spans([text, "Fuse F1 is rated 1 A."], [[[first], [second], [first, second]], []])
+    np.testing.assert_allclose(vectors, embedder.embed([text, "Fuse F1 is rated 1 A."]), atol=1e-5)
+    assert [len(p) for p in parts] == [3, 0]
+
+    tokens = embedder._model.encode([text], output_value="token_embeddings", convert_to_numpy=False)[0].numpy()
+    pieces = embedder._tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    def mean_of(*ranges):
+        rows = [i for i, (s, e) in enumerate(pieces) if e > s and any(s < b and e > a for a, b in ranges)]
+        pooled = tokens[rows].mean(axis=0)
+        return pooled / np.linalg.norm(pooled)
+    np.testing.assert_allclose(parts[0][0], mean_of(first), atol=1e-5)
+    np.testing.assert_allclose(parts[0][1], mean_of(second), atol=1e-5)
+    np.testing.assert_allclose(parts[0][2], mean_of(first, second), atol=1e-5)
+    # Each part is closest to a question about what it says.
+    current, coil = embedder.embed(["what current can the relay switch", "which GPIO drives the coil"])
+    assert np.dot(parts[0][0], current) > np.dot(parts[0][1], current)
+    assert np.dot(parts[0][1], coil) > np.dot(parts[0][0], coil)
+
+
+def test_a_part_the_model_never_read_gets_its_texts_vector(minilm):
+    embedder = minilm
+    text = "word " * 400  # cut at 256 word pieces
+    vectors, parts = embedder.embed_spans([text], [[[(1900, 1990)]]])
+    np.testing.assert_allclose(parts[0][0], vectors[0], atol=1e-6)
+
+
+def test_embed_entries_reads_the_snippets_off_their_chunks_pass(minilm):
+    embedder = minilm
+    chunks = [Chunk(page=1, index=0, text=CHUNK), Chunk(page=2, index=1, text="Figure 4")]
+    entries = chunk_entries(document_id=1, file_name="board.pdf", chunks=chunks, title="Relay board",
+                            snippet_sentences=2)
+    texts_embedded = []
+
+    def embed_spans(texts, spans):
+        texts_embedded.extend(texts)
+        return embedder.embed_spans(texts, spans)
+
+    vectors = embed_entries(entries, embed=None, embed_spans=embed_spans)
+    assert texts_embedded == [e.embed_text for e in entries]  # the chunks only: no pass of a snippet's own
+    np.testing.assert_allclose(vectors, embedder.embed(texts_embedded), atol=1e-5)
+    assert [len(e.snippet_vectors) for e in entries] == [3, 0]
+    _, parts = embedder.embed_spans([entries[0].embed_text], [entries[0].snippet_spans])
+    np.testing.assert_allclose(entries[0].snippet_vectors, parts[0], atol=1e-6)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db
+def test_snippets_read_off_the_chunks_pass_rank_a_real_manual(real_stack, monkeypatch):
+    """NANOSENTRI_INGEST_SNIPPET_VECTORS=chunk through the worker's ingest (MiniLM, Chroma): the
+    embedder reads each chunk once and no snippet text, every chunk with sentences gets its snippets'
+    vectors, and they still put the ESP32-POE's button line (page 11) before the layout drawing."""
+    monkeypatch.setattr("apps.knowledge.tasks.ingest_document_task.delay", lambda *a, **k: None)
+    real_stack.NANOSENTRI_INGEST_SNIPPET_VECTORS = "chunk"
+    paths = sorted((SHARED / "library").glob("Olimex_ESP32-POE*.pdf"))
+    if len(paths) != 1:
+        pytest.skip(f"shared manuals not found under {SHARED} (CI always has them)")
+    embedder = get_embedder()
+    read = {"spans": 0, "alone": 0}
+    real_spans, real_embed = embedder.embed_spans, embedder.embed
+    monkeypatch.setattr(embedder, "embed_spans",
+                        lambda texts, spans, batch_size=64: read.__setitem__("spans", read["spans"] + len(texts))
+                        or real_spans(texts, spans, batch_size))
+    monkeypatch.setattr(embedder, "embed", lambda texts, batch_size=64: read.__setitem__(
+        "alone", read["alone"] + len(texts)) or real_embed(texts, batch_size))
+    document, _ = services.document_add_path(path=paths[0])
+    services.document_ingest(document_id=document.pk)
+    document.refresh_from_db()
+    assert document.status == Document.Status.INDEXED, document.error
+    assert read == {"spans": document.chunk_count, "alone": 0}
+
+    index = get_vector_index()
+    index.lexical_stats()
+    stored = [v for v in index._lexical.snippets if v is not None]
+    assert len(stored) > 40 and sum(len(v) for v in stored) > 300
+    question = "Which GPIO is the user button on the ESP32-POE connected to?"
+    assert passages_retrieve(question).passages[0].page == 11
+    real_stack.NANOSENTRI_RETRIEVAL_SNIPPET_WEIGHT = 0
+    assert passages_retrieve(question).passages[0].page == 9

@@ -313,6 +313,7 @@ def document_ingest(*, document_id: int, worker: str = "") -> Document | None:
             cancelled=lambda: Document.objects.filter(pk=document_id, cancel_requested=True).exists(),
             window_pages=settings.NANOSENTRI_INGEST_WINDOW_PAGES, page_reader=settings.NANOSENTRI_INGEST_READER,
             snippet_sentences=settings.NANOSENTRI_INGEST_SNIPPET_SENTENCES,
+            snippet_vectors=settings.NANOSENTRI_INGEST_SNIPPET_VECTORS,
         )
     except IngestCancelled:
         return _cancel_if_requested(document_id)
