@@ -23,7 +23,7 @@ import numpy as np
 
 from ingest.chunk import Chunk
 from ingest.lexical import BM25, analyze, best_positions
-from ingest.snippets import best_cosine, pack, snippet_spans, snippets, unpack
+from ingest.snippets import best_cosine, pack, snippet_spans, snippet_text, unpack
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ def chunk_entries(
     for chunk in chunks:
         context = " — ".join(filter(None, [title, chunk.heading[:MAX_TITLE_CHARS]]))
         body = len(context) + 1  # where chunk.text starts in embed_text
+        spans = snippet_spans(chunk.text, snippet_sentences)
         entries.append(
             Entry(
                 node_id=node_id(document_id, chunk.index),
@@ -165,11 +166,10 @@ def chunk_entries(
                 # The heading helps the vector; in BM25 a carried-over heading matches questions
                 # about the previous section (3 vs 4 covered questions refused on the library set).
                 lexical_text=f"{title}\n{chunk.text}",
-                snippets=[f"{context}\n{snippet}" for snippet in snippets(chunk.text, snippet_sentences)],
+                snippets=[f"{context}\n{snippet_text(chunk.text, ranges)}" for ranges in spans],
                 # Read off the chunk's pass instead (NANOSENTRI_INGEST_SNIPPET_VECTORS=chunk): the title
                 # and heading and the snippet's sentences, as the chunk's pass read them.
-                snippet_spans=[[(0, len(context))] + [(body + a, body + b) for a, b in ranges]
-                               for ranges in snippet_spans(chunk.text, snippet_sentences)],
+                snippet_spans=[[(0, len(context))] + [(body + a, body + b) for a, b in ranges] for ranges in spans],
                 group=str(document_id),
                 metadata={
                     "document_id": str(document_id),

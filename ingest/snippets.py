@@ -66,12 +66,12 @@ def snippet_spans(text: str, size: int) -> list[list[tuple[int, int]]]:
 
 def snippets(text: str, size: int) -> list[str]:
     """Every run of ``size`` consecutive sentences of ``text`` (all of them when it has fewer)."""
-    if size <= 0:
-        return []
-    found = sentences(text)
-    if not found:
-        return []
-    return [" ".join(found[start:start + size]) for start in range(max(1, len(found) - size + 1))]
+    return [snippet_text(text, ranges) for ranges in snippet_spans(text, size)]
+
+
+def snippet_text(text: str, ranges: list[tuple[int, int]]) -> str:
+    """The snippet of ``text`` at ``ranges`` (``snippet_spans``): its sentences joined by a space."""
+    return " ".join(text[start:end] for start, end in ranges)
 
 
 class SnippetVectors(NamedTuple):

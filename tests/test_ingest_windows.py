@@ -167,20 +167,16 @@ def test_the_worker_reads_the_pages_where_the_setting_says(db, tmp_path, setting
     assert document.status == Document.Status.INDEXED and document.chunk_count == 3
 
 
-def test_an_unknown_page_reader_is_refused(tmp_path):
+@pytest.mark.parametrize("option, value, message", [
+    ("page_reader", "fork", "page_reader must be one of process, thread, not 'fork'"),
+    ("snippet_vectors", "late", "snippet_vectors must be one of alone, chunk, not 'late'"),
+])
+def test_an_unknown_ingest_option_is_refused(tmp_path, option, value, message):
     path = tmp_path / "p.pdf"
     path.write_bytes(make_pdf(_pages(1)))
-    with pytest.raises(ValueError, match="page_reader must be one of process, thread, not 'fork'"):
+    with pytest.raises(ValueError, match=message):
         ingest_file(path, document_id=1, file_name="p.pdf", index=None, embedder=None, chunk_tokens=200,
-                    chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, page_reader="fork")
-
-
-def test_an_unknown_way_of_making_snippet_vectors_is_refused(tmp_path):
-    path = tmp_path / "p.pdf"
-    path.write_bytes(make_pdf(_pages(1)))
-    with pytest.raises(ValueError, match="snippet_vectors must be one of alone, chunk, not 'late'"):
-        ingest_file(path, document_id=1, file_name="p.pdf", index=None, embedder=None, chunk_tokens=200,
-                    chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, snippet_vectors="late")
+                    chunk_overlap=20, batch_size=8, progress=lambda *a, **k: None, **{option: value})
 
 
 @pytest.mark.parametrize("snippet_vectors", ["alone", "chunk"])
