@@ -113,6 +113,30 @@ def test_a_short_question_not_answerable_alone_is_read_with_the_one_before(real_
     assert events[-1]["status"] == "completed"
 
 
+def test_a_procedure_that_ends_on_the_next_page_is_cited_there_and_answers_the_follow_up(
+    real_stack, no_dispatch, settings
+):
+    """The MPPT 1210 HUS manual's "4.1 Connection order" fills page 7; its last line, "Disconnection
+    should be done in opposite order.", is at the top of page 8, above "4.2 Compatible batteries".
+    Asked the order, page 8 is cited right after page 7; asked "and when taking it out?" next, the
+    extract gives that line in the manual's words."""
+    settings.NANOSENTRI_LLM_NARRATIVE = False  # retrieval and extract only
+    ingest([p for p in LIBRARY if p.name.startswith(("LibreSolar", "Plantower"))])
+    conversation = conversation_for(user=None, title="t")
+    first = list(answer_stream(question="What order do I connect the battery, panel and loads on the MPPT 1210 HUS?",
+                               conversation=conversation))
+    pages = [(c["document"][:10], c["page"]) for c in next(e for e in first if e["type"] == "citations")["items"]]
+    assert pages[:2] == [("LibreSolar", 7), ("LibreSolar", 8)], pages
+
+    events = list(answer_stream(question="and when taking it out?", conversation=conversation))
+
+    pages = [(c["document"][:10], c["page"]) for c in next(e for e in events if e["type"] == "citations")["items"]]
+    assert ("LibreSolar", 8) in pages[:2], pages
+    extract = next(e for e in events if e["type"] == "extract")["items"]
+    assert any(i["text"] == "Disconnection should be done in opposite order." and i["page"] == 8 for i in extract), extract
+    assert events[-1]["status"] == "completed"
+
+
 @pytest.mark.timeout(900)  # seven manuals ingested
 def test_each_part_of_a_two_part_question_gets_its_page_and_its_line(real_stack, no_dispatch, monkeypatch):
     """"What size cable …, and how far apart can they be?": the distance is on page 8, which the

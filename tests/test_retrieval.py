@@ -289,3 +289,79 @@ def test_searches_use_the_previous_statistics_while_another_thread_rebuilds_them
         SearchIndex._load_lexical = staticmethod(real_load)
     # Once rebuilt, the statistics are current.
     assert str(library["poe"].pk) not in lexical_documents(index, "GPIO34")
+
+
+# ------------------------------------------------------------------ a section that ends on the next page
+
+def indexed_pages(name: str, pages: list[list[str]], title: str) -> Document:
+    """Like ``indexed``, with several chunks per page (``pages``: each page's chunk texts)."""
+    doc = Document.objects.create(
+        original_name=name, stored_path=name, extension=".pdf", content_hash=name, status=Document.Status.INDEXED,
+        title=title,
+    )
+    chunks, index = [], 0
+    for number, texts in enumerate(pages, 1):
+        for text in texts:
+            chunks.append(Chunk(page=number, index=index, text=text))
+            index += 1
+    from ingest.index import chunk_entries
+
+    entries = chunk_entries(document_id=doc.pk, file_name=name, chunks=chunks, title=title)
+    get_vector_index().add_entries(entries, get_embedder().embed([e.embed_text for e in entries]))
+    return doc
+
+
+CONNECTION_ORDER = (
+    "4.1 Connection order\n1. Connect the battery to the battery port.\n"
+    "2. Cover the solar panel and afterwards connect the wires to the PV input terminal.\n"
+    "3. As a last step, connect the loads to the load output."
+)
+SPILLED = "MPPT 1210 HUS 2021-05-02\nDisconnection should be done in opposite order.\n"
+NEXT_SECTION = "4.2 Compatible batteries\nThis charge controller can charge any battery with a nominal voltage of 12 V."
+
+
+def test_a_section_ending_at_the_top_of_the_next_page_is_cited_there_right_after_it(library):
+    solar = indexed_pages("Solar_Manual.pdf", [["Safety first. Read the whole manual."], [CONNECTION_ORDER],
+                                               [SPILLED + NEXT_SECTION]], "Solar charge controller manual")
+
+    found = passages_retrieve("In what order do I connect the battery, the panel and the loads?")
+
+    cited = [(p.document_id, p.page) for p in found.passages]
+    assert cited[:2] == [(solar.pk, 2), (solar.pk, 3)], cited
+    tail = found.passages[1]
+    # Only the lines that end the section, not the next section's text.
+    assert tail.text == SPILLED.strip() and "Compatible batteries" not in tail.text
+    assert tail.chunk_index == found.passages[0].chunk_index + 1
+    assert tail.score == found.passages[0].score  # it stands with the passage it ends
+    assert cited.count((solar.pk, 3)) == 1 and len(cited) <= 4
+
+
+@pytest.mark.parametrize("pages, why", [
+    ([[CONNECTION_ORDER], [SPILLED.strip()]], "no heading after the lines: the section may go on"),
+    ([[CONNECTION_ORDER], ["MPPT 1210 HUS 2021-05-02\n" + NEXT_SECTION]], "a running header alone"),
+    ([[CONNECTION_ORDER], [SPILLED + "More about the wiring follows here. " * 10 + "\n" + NEXT_SECTION]],
+     "more than a few lines"),
+    ([[CONNECTION_ORDER], [], [SPILLED + NEXT_SECTION]], "the next chunk is two pages on"),
+    ([[CONNECTION_ORDER, "Keep the terminals clean and dry."], [SPILLED + NEXT_SECTION]],
+     "the passage is not its page's last chunk"),
+])
+def test_no_continuation_is_cited_unless_the_section_ends_in_a_few_lines_on_the_next_page(library, pages, why):
+    solar = indexed_pages("Solar_Manual.pdf", pages, "Solar charge controller manual")
+
+    found = passages_retrieve("In what order do I connect the battery, the panel and the loads?")
+
+    first = found.passages[0]
+    assert (first.document_id, first.page, first.chunk_index) == (solar.pk, 1, 0), why
+    assert not any(p.chunk_index == 1 and p.score == first.score and p.document_id == solar.pk
+                   for p in found.passages[1:]), why
+
+
+def test_a_continuation_already_cited_is_not_cited_twice(library):
+    solar = indexed_pages("Solar_Manual.pdf", [[CONNECTION_ORDER],
+                                               [SPILLED + "4.2 Connection of the battery\nConnect the battery first."]],
+                          "Solar charge controller manual")
+
+    found = passages_retrieve("In what order do I connect the battery?")
+
+    cited = [(p.document_id, p.page) for p in found.passages]
+    assert cited.count((solar.pk, 2)) == 1, cited

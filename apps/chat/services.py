@@ -122,6 +122,7 @@ def answer_stream(
         manuals = _linked_manuals(live)
         # "And if that doesn't help?" is searched with the question it follows.
         query, prefer = follow_up_query(question, previous)
+        asked = query  # what the extract answers: a follow-up with the question it follows
         if manuals:
             # Within the asset's own manuals, what the findings point at ("heater supply") finds the page.
             query = " ".join([query] + [f.manual_query for f in findings[:2] if f.manual_query])
@@ -143,6 +144,7 @@ def answer_stream(
             )
             if again.covered:
                 found = replace(again, ms=found.ms + again.ms)
+                asked = retry[0]
         passages, retrieval_ms = found.passages, found.ms
         citations = _citations_save(answer, passages, question)
         yield {
@@ -153,7 +155,7 @@ def answer_stream(
         }
         timings = {"retrieval_ms": round(retrieval_ms, 1)}
         # The answer in the manual's own words, before any token.
-        extract = answer_extract(question, passages)
+        extract = answer_extract(asked, passages)
         yield {"type": "extract", "message": answer.pk, "items": extract}
         # Past incidents of the chat's asset type first: what fixed this fault before.
         similar, timings["similar_ms"] = _similar_incidents(question, asset=asset or (live and live.asset), live=live)

@@ -15,21 +15,25 @@ The steps, each a small function:
    "GPIO12") occurs somewhere in the library; otherwise nothing is cited;
 6. a question of several parts ("…, and which bytes start a frame?"): each further part's best
    page, searched within the same manuals, joins the first passages;
-7. optional re-ranking steps given by the caller (the answer pipeline's feedback boost).
+7. optional re-ranking steps given by the caller (the answer pipeline's feedback boost);
+8. a passage whose section ends in a few lines at the top of the next page ("Disconnection should
+   be done in opposite order." after a connection procedure) is followed by those lines, cited on
+   their own page.
 """
 from __future__ import annotations
 
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from django.conf import settings
 
 from apps.knowledge.models import Document
 from apps.knowledge.vector_index import manual_index_fresh
-from ingest.index import Hit, Passage
+from ingest.chunk import page_headings
+from ingest.index import Hit, Passage, node_id
 from ingest.lexical import code_tokens, name_terms, query_terms, question_parts
 
 # Words of a manual's title that say what kind of document it is, not which device it covers.
@@ -94,7 +98,7 @@ def passages_retrieve(
         passages = _with_parts(index, question, passages, min_score, document_ids)
         for step in rerank or []:
             passages = step(passages, query_vector)
-        result.passages = passages[:top_k]
+        result.passages = _with_continuations(index, passages, top_k)[:top_k]
     result.ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -252,6 +256,58 @@ def _relevant(ranked: list[Passage], min_score: float) -> list[Passage]:
     best = max(p.score for p in ranked[:3])
     floor = max(min_score, best - settings.NANOSENTRI_RETRIEVAL_RELATIVE_CUTOFF)
     return [p for p in ranked if p.score >= floor]
+
+
+# ------------------------------------------------------------------------------ page breaks
+
+CONTINUATION_CHARS = 300  # a section's last lines spilled onto the next page are this short at most
+CONTINUATION_SENTENCE = re.compile(r"[.!?]\s*$")
+
+
+def _with_continuations(index, passages: list[Passage], top_k: int) -> list[Passage]:
+    """The first ``top_k`` passages, each followed by the end of its section when that spills a few
+    lines onto the next page (``_continuation``) and that page is not among them already."""
+    first = passages[:top_k]
+    following = index.fetch([node_id(p.document_id, p.chunk_index + 1) for p in first])  # one read
+    shown = {(p.document_id, p.page) for p in first}
+    chosen: list[Passage] = []
+    for passage in first:
+        chosen.append(passage)
+        tail = _continuation(passage, following.get(node_id(passage.document_id, passage.chunk_index + 1)))
+        if tail is not None and (tail.document_id, tail.page) not in shown:
+            chosen.append(tail)
+            shown.add((tail.document_id, tail.page))
+    return chosen + passages[top_k:]
+
+
+def _continuation(passage: Passage, following: Hit | None) -> Passage | None:
+    """The lines at the top of the next page that end ``passage``'s section, as a passage of that
+    page, or None. ``following``: the chunk after ``passage`` in its document.
+
+    Only when ``passage`` is the last chunk of its page, the next page's first chunk has a heading
+    of its own after those lines (the section ends there), and they are a short sentence or two
+    (CONTINUATION_CHARS), not a running header alone. A section that fills the next page is a
+    passage of its own, found on its own merit.
+    """
+    if following is None or _int(following.metadata.get("page")) != passage.page + 1:
+        return None
+    headings = page_headings(following.text)
+    if not headings or headings[0][0] == 0:
+        return None
+    tail = following.text[: headings[0][0]].strip()
+    if len(tail) > CONTINUATION_CHARS or not any(
+        CONTINUATION_SENTENCE.search(line) for line in tail.split("\n") if len(line.split()) >= 4
+    ):
+        return None
+    return replace(passage, page=passage.page + 1, chunk_index=passage.chunk_index + 1, text=tail,
+                   lexical=0.0, boost=0.0, source=str(following.metadata.get("source", "text")))
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------------ named manuals
