@@ -188,3 +188,23 @@ def test_a_fault_code_no_manual_mentions_is_not_covered_and_says_so(real_stack, 
     assert next(e for e in events if e["type"] == "citations")["items"] == []
     done = events[-1]
     assert done["status"] == "not_covered" and "F21" in done["answer"], done
+
+
+def test_a_question_asking_a_named_manual_for_what_it_never_mentions_is_not_covered(real_stack, no_dispatch, settings):
+    """The SmartEVSE manual never says "firmware" or "update"; its nearest page in meaning (the
+    safety notes) was cited before. A question that names it and uses one of its words still gets
+    its page."""
+    settings.NANOSENTRI_LLM_NARRATIVE = False
+    ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "Olimex_ESP32-POE"))])
+
+    refused = list(answer_stream(question="How do I update the firmware on the SmartEVSE?",
+                                 conversation=conversation_for(user=None, title="t")))
+    answered = list(answer_stream(question="How many SmartEVSE modules can share one mains supply?",
+                                  conversation=conversation_for(user=None, title="u")))
+
+    assert next(e for e in refused if e["type"] == "citations")["items"] == []
+    done = refused[-1]
+    assert done["status"] == "not_covered", done
+    assert "SmartEVSE" in done["answer"] and "“firmware”" in done["answer"] and "“update”" in done["answer"]
+    citations = next(e for e in answered if e["type"] == "citations")["items"]
+    assert citations[0]["document"].startswith("SmartEVSE") and answered[-1]["status"] == "completed"

@@ -148,3 +148,15 @@ def test_a_question_that_cannot_fit_raises_even_without_passages():
 
     with pytest.raises(ValueError):
         build_prompt(" ".join(["why"] * 400), [], model, max_new_tokens=64)
+
+
+def test_the_not_covered_text_names_what_the_named_manual_never_mentions():
+    from apps.chat.prompting import NOT_COVERED, not_covered_text
+
+    one = not_covered_text([], ["update", "firmware"], ["SmartEVSE v3 Installation Manual"])
+    assert one.startswith("SmartEVSE v3 Installation Manual never mentions “update” or “firmware”, so")
+    two = not_covered_text([], ["bluetooth"], ["Olimex ESP32-EVB", "Olimex ESP32-POE"])
+    assert two.startswith("Olimex ESP32-EVB and Olimex ESP32-POE never mention “bluetooth”, so")
+    # A code no manual has is said first; with nothing named, the plain text.
+    assert "F21" in not_covered_text(["F21"], ["firmware"], ["SmartEVSE"])
+    assert not_covered_text() == NOT_COVERED == not_covered_text([], ["firmware"], [])

@@ -365,3 +365,35 @@ def test_a_continuation_already_cited_is_not_cited_twice(library):
 
     cited = [(p.document_id, p.page) for p in found.passages]
     assert cited.count((solar.pk, 2)) == 1, cited
+
+
+# ------------------------------------------------------------------ a named manual asked for what it never says
+
+def test_a_question_asking_a_named_manual_for_words_it_never_has_is_not_covered(library):
+    found = passages_retrieve("How do I update the firmware on the ESP32-EVB?")
+
+    assert not found.covered and found.passages == []
+    assert found.unmentioned == ["update", "firmware"]
+    assert found.unmentioned_in == ["Olimex ESP32-EVB Manual"]
+
+
+def test_a_word_only_another_manual_has_does_not_cover_the_named_one(library):
+    """"Charging" is in the SmartEVSE manual, not in the EVB's: asked of the EVB, it is not covered."""
+    assert passages_retrieve("What charging current does the SmartEVSE allow?").covered
+    found = passages_retrieve("What charging current does the ESP32-EVB allow?")
+    assert not found.covered and found.unmentioned == ["charging", "current", "allow"]
+
+
+@pytest.mark.parametrize("question", [
+    "What can the relays switch on the ESP32-EVB?",  # asks with the manual's own word
+    "Which GPIO pins does the ESP32-EVB CAN interface use?",  # one word of several is enough
+    "ESP32-EVB",  # only the name: nothing else is asked
+])
+def test_a_question_sharing_a_word_with_the_named_manual_is_not_refused_for_its_words(library, question):
+    found = passages_retrieve(question)
+    assert found.unmentioned == [] and found.covered, found
+
+
+def test_a_question_naming_no_manual_is_never_refused_for_its_words(library):
+    found = passages_retrieve("How do I update the firmware?")
+    assert found.unmentioned == [] and found.named_documents == set()

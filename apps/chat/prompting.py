@@ -33,15 +33,29 @@ NOT_COVERED = (
 )
 
 
-def not_covered_text(unknown_codes: list[str] | None = None) -> str:
-    """What the technician reads when nothing is cited; names the codes no manual mentions."""
-    if not unknown_codes:
-        return NOT_COVERED
-    named = ", ".join(unknown_codes[:5])
-    return (
-        f"No uploaded manual mentions {named}, so the manuals do not cover this question and nothing "
-        "is cited. Check the spelling of the code, or upload the manual of the equipment that shows it."
-    )
+def not_covered_text(unknown_codes: list[str] | None = None, unmentioned: list[str] | None = None,
+                     manuals: list[str] | None = None) -> str:
+    """What the technician reads when nothing is cited; names the codes no manual mentions, or the
+    words the manual the question names does not have (``unmentioned``, in ``manuals``)."""
+    if unknown_codes:
+        named = ", ".join(unknown_codes[:5])
+        return (
+            f"No uploaded manual mentions {named}, so the manuals do not cover this question and nothing "
+            "is cited. Check the spelling of the code, or upload the manual of the equipment that shows it."
+        )
+    if unmentioned and manuals:
+        words = _either(f"\u201c{w}\u201d" for w in unmentioned[:5])
+        return (
+            f"{_either(manuals, 'and')} never mention{'s' if len(manuals) == 1 else ''} {words}, so "
+            "the manuals do not cover this question and nothing is cited. Try the words the manual would "
+            "use, or upload the document that covers it."
+        )
+    return NOT_COVERED
+
+
+def _either(items, joiner: str = "or") -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {joiner} {items[-1]}"
 
 
 @dataclass

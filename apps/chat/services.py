@@ -168,7 +168,7 @@ def answer_stream(
         Message.objects.filter(pk=answer.pk).update(**stored)  # the evidence kept with the answer, in one write
 
         if not passages and not findings and not similar:  # a past incident is evidence too
-            refusal = not_covered_text(found.unknown_codes)
+            refusal = not_covered_text(found.unknown_codes, found.unmentioned, found.unmentioned_in)
             yield {"type": "token", "message": answer.pk, "text": refusal}
             yield _finish(answer, refusal, Message.Status.NOT_COVERED, timings, received, 0,
                           route=route_without_model(NOT_COVERED))
