@@ -203,6 +203,14 @@ class BM25:
     def known(self, term: str) -> bool:
         return term in self._vocabulary
 
+    def sharing_start(self, word: str, min_chars: int = 4) -> list[str]:
+        """The single-word terms that begin with ``word`` or that ``word`` begins with, both at least
+        ``min_chars`` long ("wake": "wakeup"). A scan of the vocabulary: for rare checks only."""
+        if len(word) < min_chars:
+            return []
+        return [t for t in self._vocabulary if len(t) >= min_chars and "_" not in t and t != word
+                and (t.startswith(word) or word.startswith(t))]
+
     def scores(self, terms: list[str]) -> np.ndarray:
         total = np.zeros(self.size, dtype=np.float32)
         for term in dict.fromkeys(terms):

@@ -93,3 +93,13 @@ def test_codes_of_a_question_are_found_but_values_with_units_are_not():
     codes = code_tokens("Inverter shows F21; ESP32-POE-ISO on GPIO12 and CH340T, 24V, 3.3V, 10mm, 5.5x2.1mm jack, 3D printer")
     assert codes == {"f21": "F21", "esp32poeiso": "ESP32-POE-ISO", "gpio12": "GPIO12", "ch340t": "CH340T"}
     assert code_tokens("What does ERROR HIGH TEMP mean?") == {}
+
+
+def test_terms_sharing_a_start_with_a_word():
+    from ingest.lexical import BM25
+
+    stats = BM25([["wakeup", "sleep", "wak", "reset"], ["updat", "firmwar", "sleep_mode"]])
+
+    assert sorted(stats.sharing_start("wake")) == ["wakeup"]  # "wak" is too short to count
+    assert stats.sharing_start("sleeping") == ["sleep"]  # never a pair ("sleep_mode")
+    assert stats.sharing_start("reboot") == [] and stats.sharing_start("res") == []

@@ -397,3 +397,13 @@ def test_a_question_sharing_a_word_with_the_named_manual_is_not_refused_for_its_
 def test_a_question_naming_no_manual_is_never_refused_for_its_words(library):
     found = passages_retrieve("How do I update the firmware?")
     assert found.unmentioned == [] and found.named_documents == set()
+
+
+def test_a_word_the_manual_has_a_longer_or_shorter_form_of_counts_as_mentioned(library):
+    sensor = indexed("Plantower_PMS5003.pdf", ["Send the wakeup command 0xE4 to leave sleep mode."], "Plantower PMS5003")
+
+    found = passages_retrieve("How do I wake the PMS5003?")
+
+    assert found.unmentioned == [] and found.passages[0].document_id == sensor.pk
+    # A synonym the manual never uses is refused, and named.
+    assert passages_retrieve("How do I reboot the ESP32-EVB?").unmentioned == ["reboot"]

@@ -203,15 +203,22 @@ def _unmentioned(index, question: str, asked: list[str], named: set[int]) -> lis
     "firmware", so its nearest page (the safety notes) cannot answer, however close in meaning. A
     question in other words than the manual's still shares one of them with it: over the project's
     three question sets (116 covered questions) this holds for every covered question that names a
-    manual.
+    manual. A word counts as said when the manual has a word that begins with it or that it begins
+    with ("wake", "wakeup"). A technician's synonym the manual does not use ("reboot" for "reset")
+    is refused too, and the answer names the word, so the next question can use the manual's.
     """
     titles = Document.objects.filter(pk__in=named).values_list("title", "original_name")
     names = set(query_terms(" ".join(f"{title} {name}" for title, name in titles)))
     # Single words (a pair has its words' hits), and not the manuals' own title words ("esp32" of
     # "ESP32-EVB", which another manual's title shares): those say which manual, not what is asked.
     words = [t for t in asked if "_" not in t and t not in names]
+    if not words:
+        return []
     where = {"document_id": [str(d) for d in named]}
-    if not words or index.lexical_search(words, top_k=1, where=where):
+    if index.lexical_search(words, top_k=1, where=where):
+        return []
+    vocabulary = index.lexical_stats()  # "wake" is mentioned where the manual says "wakeup"
+    if index.lexical_search([t for w in words for t in vocabulary.sharing_start(w)], top_k=1, where=where):
         return []
     wanted = set(words)
     shown = [w for w in re.findall(r"[^\W_][\w'-]*", question) if wanted & set(query_terms(w))]
