@@ -197,10 +197,11 @@ def test_a_question_asking_a_named_manual_for_what_it_never_mentions_is_not_cove
     settings.NANOSENTRI_LLM_NARRATIVE = False
     ingest([p for p in LIBRARY if p.name.startswith(("SmartEVSE", "Olimex_ESP32-POE"))])
 
-    refused = list(answer_stream(question="How do I update the firmware on the SmartEVSE?",
-                                 conversation=conversation_for(user=None, title="t")))
+    conversation = conversation_for(user=None, title="t")
     answered = list(answer_stream(question="How many SmartEVSE modules can share one mains supply?",
-                                  conversation=conversation_for(user=None, title="u")))
+                                  conversation=conversation))
+    # Asked next in the same conversation, it is not read with the question before either.
+    refused = list(answer_stream(question="How do I update the firmware on the SmartEVSE?", conversation=conversation))
 
     assert next(e for e in refused if e["type"] == "citations")["items"] == []
     done = refused[-1]

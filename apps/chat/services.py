@@ -135,7 +135,9 @@ def answer_stream(
             query, document_ids=manuals or None, min_score=min_score, prefer=prefer, rerank=[feedback_rerank]
         )
         retry = None
-        if not found.covered and query == question:  # not answerable alone: read it with the one before?
+        # Not answerable alone: read it with the one before? Not when the manual it names lacks its
+        # words: the question before cannot put them in the manual.
+        if not found.covered and query == question and not found.unmentioned:
             retry = follow_up_retry(question, previous, found.named_documents)
         if retry is not None:
             again = passages_retrieve(
